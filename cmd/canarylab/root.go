@@ -84,7 +84,7 @@ func bindEnv(cmd *cobra.Command, prefix string) error {
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Sprintf("%s=%q: %v", name, v, err))
+			errs = append(errs, fmt.Sprintf("%s=%q is not a valid --%s (%s): %v", name, v, f.Name, f.Value.Type(), err))
 			return
 		}
 		f.Changed = true

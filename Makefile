@@ -1,0 +1,57 @@
+# canarylab — see README.md. Every target works on a fresh machine after
+# `make test-deps` (which installs, as root, what the tests need).
+
+GO        ?= go
+BIN       := bin/canarylab
+PKGS      := ./...
+VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    := $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+FUZZTIME  ?= 30s
+# Debian packages the tests and benchmarks use.
+APT_DEPS  := prometheus wrk
+
+.PHONY: all build test test-unit test-deps bench lint fuzz mock clean help
+
+all: lint build test
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build bin/canarylab
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/canarylab
+
+mock: build ## start the mock server with the broken-canary example (Ctrl-C stops it)
+	$(BIN) mock --config mockserver/examples/broken-canary.yaml --version-label canary
+
+test: ## unit and integration tests with the race detector (integration needs `make test-deps`)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-unit: ## unit tests only (no external peers)
+	$(GO) test -race -count=1 -short $(PKGS)
+
+test-deps: ## install what the tests need (apt-get as root; idempotent) and download the Go modules
+	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "test-deps: need root to install:$$missing" >&2; exit 1; fi; \
+		echo "test-deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "test-deps: Debian packages present ($(APT_DEPS))"; fi
+	$(GO) mod download
+
+bench: build ## Go benchmarks, then the side-by-side benchmark against bare net/http, fortio and go-httpbin
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+	bash bench/mockserver.sh
+
+fuzz: ## run every fuzz target for FUZZTIME each (they also run as ordinary tests in `make test`)
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; done
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin
