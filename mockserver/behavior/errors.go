@@ -72,9 +72,11 @@ func ParseErrors(s string) (Errors, error) {
 		e.Codes[code] += it.weight
 		e.Rate += it.weight
 	}
-	if e.Rate > 0 {
-		for c := range e.Codes {
+	for c := range e.Codes {
+		if e.Rate > 0 {
 			e.Codes[c] /= e.Rate
+		} else {
+			e.Codes[c] = 1 // "503:0": never, but the code is kept
 		}
 	}
 	return e, firstErr(e.Validate())
@@ -85,17 +87,15 @@ func (e Errors) String() string {
 	codes, weights := e.normalized()
 	parts := make([]string, len(codes))
 	for i, c := range codes {
-		parts[i] = fmt.Sprintf("%d:%s", c, trimFloat(roundProb(e.Rate*weights[i])))
+		parts[i] = fmt.Sprintf("%d:%s", c, strconv.FormatFloat(e.Rate*weights[i], 'g', 10, 64))
 	}
 	return strings.Join(parts, ",")
 }
 
-func roundProb(p float64) float64 { return math.Round(p*1e9) / 1e9 }
-
 // Validate checks the rate and the codes.
 func (e Errors) Validate() []FieldError {
 	var errs []FieldError
-	if e.Rate < 0 || e.Rate > 1 || math.IsNaN(e.Rate) {
+	if e.Rate < 0 || e.Rate > 1+1e-9 || math.IsNaN(e.Rate) {
 		errs = append(errs, FieldError{Field: "rate", Message: fmt.Sprintf("must be a probability between 0 and 1 (0.1 = 10%% of requests), got %v", e.Rate)})
 	}
 	total := 0.0

@@ -194,8 +194,8 @@ func ParseFaults(s string) (Faults, error) {
 			}
 			if kind == FaultTruncate {
 				fr, err := strconv.ParseFloat(args[0], 64)
-				if err != nil {
-					return f, fmt.Errorf("fault %q: the parameter is the fraction of the body sent, such as 0.5", part)
+				if err != nil || fr <= 0 {
+					return f, fmt.Errorf("fault %q: the parameter is the fraction of the body sent, above 0 and below 1, such as 0.5", part)
 				}
 				spec.Fraction = fr
 			} else {
@@ -247,7 +247,7 @@ func (f Faults) Validate() []FieldError {
 		total += s.Rate
 		if k == FaultTruncate {
 			if s.Fraction < 0 || s.Fraction >= 1 || math.IsNaN(s.Fraction) {
-				errs = append(errs, FieldError{Field: name + ".fraction", Message: fmt.Sprintf("must be at least 0 and below 1 (the part of the body sent), got %v", s.Fraction)})
+				errs = append(errs, FieldError{Field: name + ".fraction", Message: fmt.Sprintf("must be above 0 and below 1 (the part of the body sent; unset means 0.5), got %v", s.Fraction)})
 			}
 		} else if s.Fraction != 0 {
 			errs = append(errs, FieldError{Field: name + ".fraction", Message: "only truncate takes a fraction"})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -281,10 +282,24 @@ func (l Latency) compile() (*latencyModel, error) {
 		m.a = math.Log(float64(l.Lognormal.Median))
 		m.b = (math.Log(float64(l.Lognormal.P99)) - m.a) / z99
 	case shapeMix:
+		// Ascending delays, with the share that gets no delay first, so
+		// the cumulative table is the distribution's CDF and quantile is
+		// its inverse.
+		entries := slices.Clone(l.Mix)
+		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Delay < entries[j].Delay })
 		sum := 0.0
-		for _, e := range l.Mix {
+		for _, e := range entries {
 			sum += e.Weight
-			m.cum = append(m.cum, sum)
+		}
+		acc := 0.0
+		if rest := 1 - sum; rest > 0 {
+			acc = rest
+			m.cum = append(m.cum, acc)
+			m.vals = append(m.vals, 0)
+		}
+		for _, e := range entries {
+			acc += e.Weight
+			m.cum = append(m.cum, acc)
 			m.vals = append(m.vals, float64(e.Delay))
 		}
 	case shapePercentiles:
@@ -308,7 +323,7 @@ func (m *latencyModel) sample(r *rand.Rand) (d, uncapped time.Duration) {
 	case shapeMix, shapePercentiles:
 		ns = m.quantile(r.Float64())
 	}
-	uncapped = time.Duration(ns)
+	uncapped = toDuration(ns)
 	if m.cap > 0 && uncapped > m.cap {
 		return m.cap, uncapped
 	}
@@ -331,14 +346,11 @@ func (m *latencyModel) quantile(q float64) float64 {
 	case shapeLognormal:
 		return math.Exp(m.a + m.b*normQuantile(q))
 	case shapeMix:
-		i := sort.SearchFloat64s(m.cum, q)
-		// SearchFloat64s finds the first cum >= q; a draw equal to a
-		// boundary belongs to the next value, as with u < cum.
-		for i < len(m.cum) && m.cum[i] <= q {
-			i++
-		}
+		// The first value whose cumulative share exceeds q (a draw on a
+		// boundary belongs to the next value, as u < cum does).
+		i := sort.Search(len(m.cum), func(i int) bool { return m.cum[i] > q })
 		if i >= len(m.vals) {
-			return 0
+			i = len(m.vals) - 1
 		}
 		return m.vals[i]
 	case shapePercentiles:
@@ -366,11 +378,23 @@ func (l Latency) Quantile(q float64) (time.Duration, error) {
 	if m.shape == shapeNone {
 		return 0, nil
 	}
-	d := time.Duration(m.quantile(q))
+	d := toDuration(m.quantile(q))
 	if m.cap > 0 && d > m.cap {
 		d = m.cap
 	}
 	return d, nil
+}
+
+// toDuration converts nanoseconds, saturating: a heavy tail's draw beyond
+// what a Duration holds must not wrap around to a negative delay.
+func toDuration(ns float64) time.Duration {
+	switch {
+	case ns >= math.MaxInt64:
+		return math.MaxInt64
+	case ns > 0:
+		return time.Duration(ns)
+	}
+	return 0
 }
 
 func normCDF(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
@@ -550,26 +574,32 @@ func splitCall(s string) (name string, args []string, ok bool, err error) {
 }
 
 // durationArgs reads positional or named (median=50ms) duration arguments.
+// Named ones may come in any order, but not before a positional one, and
+// no argument may be given twice.
 func durationArgs(fn string, args []string, names ...string) ([]Duration, error) {
 	usage := fmt.Sprintf("%s(%s)", fn, strings.Join(names, ","))
 	if len(args) != len(names) {
 		return nil, fmt.Errorf("%s takes %d arguments, got %d", usage, len(names), len(args))
 	}
 	out := make([]Duration, len(names))
+	set := make([]bool, len(names))
+	named := false
 	for i, a := range args {
 		idx := i
 		if k, v, ok := strings.Cut(a, "="); ok {
-			idx = -1
-			for j, n := range names {
-				if strings.EqualFold(strings.TrimSpace(k), n) {
-					idx = j
-				}
-			}
+			named = true
+			idx = slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(strings.TrimSpace(k), n) })
 			if idx < 0 {
 				return nil, fmt.Errorf("%s: unknown argument %q", usage, k)
 			}
 			a = v
+		} else if named {
+			return nil, fmt.Errorf("%s: a positional argument (%s) cannot follow a named one", usage, a)
 		}
+		if set[idx] {
+			return nil, fmt.Errorf("%s: %s is given twice", usage, names[idx])
+		}
+		set[idx] = true
 		d, err := ParseDuration(a)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", usage, names[idx], err)
