@@ -22,7 +22,6 @@ const sigmas = 4
 // newRand is the fixed-seed source every test uses.
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
 
-
 func mustParseLatency(t testing.TB, s string) Latency {
 	t.Helper()
 	l, err := ParseLatency(s)
