@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/canarylab/canarylab/mockserver/behavior"
@@ -389,7 +388,7 @@ func (r Route) validate() []strictyaml.FieldError {
 		errs = append(errs, strictyaml.FieldError{Field: "bodySize", Message: fmt.Sprintf("must be at most 64MiB, got %d bytes", r.BodySize)})
 	}
 	if r.Template != "" {
-		if _, err := template.New("body").Parse(r.Template); err != nil {
+		if _, err := parseTemplate(r.Template); err != nil {
 			errs = append(errs, strictyaml.FieldError{Field: "template", Message: err.Error()})
 		}
 	}

@@ -31,7 +31,8 @@ type Counts struct {
 	Rejected map[string]uint64 `json:"rejected"`
 	// ClientGaveUp counts clients that left during an injected delay.
 	ClientGaveUp uint64 `json:"clientGaveUp"`
-	// ErrorRatio is injected errors and faults over requests.
+	// ErrorRatio is the share of requests given an injected error status or
+	// a connection fault (a request with both counts once).
 	ErrorRatio float64 `json:"errorRatio"`
 }
 
@@ -48,6 +49,7 @@ type counters struct {
 	requestDriven atomic.Uint64
 	rejected      [numRejectReasons]atomic.Uint64
 	clientGaveUp  atomic.Uint64
+	bad           atomic.Uint64 // requests with an injected error or fault
 }
 
 type rejectReason int
@@ -81,26 +83,22 @@ func (c *counters) snapshot() Counts {
 		RequestDriven:  c.requestDriven.Load(),
 		ClientGaveUp:   c.clientGaveUp.Load(),
 	}
-	var bad uint64
 	for code := range c.statuses {
 		if n := c.statuses[code].Load(); n > 0 {
 			out.Statuses[strconv.Itoa(code)] = n
 		}
 		if n := c.injected[code].Load(); n > 0 {
 			out.InjectedErrors[strconv.Itoa(code)] = n
-			bad += n
 		}
 	}
 	for _, k := range behavior.FaultKinds {
-		n := c.faults[k].Load()
-		out.Faults[k.String()] = n
-		bad += n
+		out.Faults[k.String()] = c.faults[k].Load()
 	}
 	for r, name := range rejectNames {
 		out.Rejected[name] = c.rejected[r].Load()
 	}
 	if out.Requests > 0 {
-		out.ErrorRatio = float64(bad) / float64(out.Requests)
+		out.ErrorRatio = float64(c.bad.Load()) / float64(out.Requests)
 	}
 	return out
 }

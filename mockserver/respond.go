@@ -3,6 +3,7 @@ package mockserver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -83,6 +84,7 @@ func (s *Server) respond(c echo.Context, st *state, rt *compiledRoute) int {
 	switch o.Fault {
 	case behavior.FaultReset, behavior.FaultClose, behavior.FaultHang:
 		s.countFault(cnt, o.Fault)
+		cnt.bad.Add(1)
 		s.dropConnection(w, r, o)
 		return 0
 	}
@@ -113,6 +115,9 @@ func (s *Server) respond(c echo.Context, st *state, rt *compiledRoute) int {
 		s.countFault(cnt, o.Fault)
 		injected = append(injected, o.Fault.String())
 	}
+	if o.Status != 0 || o.Fault != behavior.FaultNone {
+		cnt.bad.Add(1)
+	}
 
 	h := w.Header()
 	h.Set(HeaderVersion, s.version)
@@ -130,6 +135,12 @@ func (s *Server) respond(c echo.Context, st *state, rt *compiledRoute) int {
 	} else {
 		var err error
 		if body, err = s.routeBody(c, rt); err != nil {
+			if tooLarge := new(http.MaxBytesError); errors.As(err, &tooLarge) {
+				cnt.rejected[rejectBodyTooLarge].Add(1)
+				s.metrics.rejected.WithLabelValues(rejectNames[rejectBodyTooLarge]).Inc()
+				http.Error(w, fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit), http.StatusRequestEntityTooLarge)
+				return http.StatusRequestEntityTooLarge
+			}
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return http.StatusInternalServerError
 		}
@@ -381,11 +392,16 @@ func ParseRequestFaults(delay, status, fault string, maxDelay time.Duration) (be
 		p.Errors = &e
 	}
 	if fault != "" {
-		parts := strings.Split(fault, ",")
-		for i, part := range parts {
-			if !strings.Contains(part, ":") {
-				parts[i] = strings.TrimSpace(part) + ":1"
+		var parts []string
+		for _, part := range strings.Split(fault, ",") {
+			part = strings.TrimSpace(part)
+			switch {
+			case part == "":
+				continue
+			case !strings.Contains(part, ":"):
+				part += ":1" // a bare kind happens to every request
 			}
+			parts = append(parts, part)
 		}
 		f, err := behavior.ParseFaults(strings.Join(parts, ","))
 		if err != nil {

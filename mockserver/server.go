@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/canarylab/canarylab/mockserver/behavior"
+	"github.com/canarylab/canarylab/mockserver/strictyaml"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -142,18 +143,17 @@ func (s *Server) Apply(cfg Config, source string) error {
 
 // sameStartSettings refuses changes to settings read only at start.
 func sameStartSettings(old, new ServerSettings) error {
-	var errs []string
-	if old.readHeaderTimeout() != new.readHeaderTimeout() {
-		errs = append(errs, "server.readHeaderTimeout")
+	var errs strictyaml.FieldErrors
+	check := func(field string, was, now time.Duration) {
+		if was != now {
+			errs = append(errs, strictyaml.FieldError{Field: "server." + field, Message: fmt.Sprintf(
+				"takes effect only when the server starts: restart it to change this, or keep %s (asked for %s)",
+				behavior.FormatDuration(was), behavior.FormatDuration(now))})
+		}
 	}
-	if old.idleTimeout() != new.idleTimeout() {
-		errs = append(errs, "server.idleTimeout")
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s: takes effect only when the server starts; restart it to change this, or leave the value as it is (%s)",
-			errs[0], old.readHeaderTimeout())
-	}
-	return nil
+	check("readHeaderTimeout", old.readHeaderTimeout(), new.readHeaderTimeout())
+	check("idleTimeout", old.idleTimeout(), new.idleTimeout())
+	return errs.Err()
 }
 
 // Config returns the config in force.

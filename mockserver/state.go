@@ -2,6 +2,7 @@ package mockserver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -182,7 +183,22 @@ func (s *Server) buildRouter(st *state, cfg Config) (*echo.Echo, error) {
 	if len(routes) == 0 {
 		routes = []Route{{Path: "/*", Name: "/*"}}
 	}
+	// Any-method routes go first, so that a route for one method on the
+	// same path replaces that method only, whatever the order in the file.
+	order := make([]int, 0, len(routes))
 	for i, r := range routes {
+		if r.method() == "ANY" {
+			order = append(order, i)
+		}
+	}
+	for i, r := range routes {
+		if r.method() != "ANY" {
+			order = append(order, i)
+		}
+	}
+	anyMethod := map[string]echo.HandlerFunc{}
+	for _, i := range order {
+		r := routes[i]
 		rt, err := s.compileRoute(r)
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d].%w", i, err)
@@ -190,10 +206,41 @@ func (s *Server) buildRouter(st *state, cfg Config) (*echo.Echo, error) {
 		h := s.routeHandler(st, rt)
 		if r.method() == "ANY" {
 			e.Any(r.Path, h)
+			anyMethod[r.Path] = h
 		} else {
 			e.Add(r.Method, r.Path, h)
 		}
 		taken[r.Path] = true
+	}
+	if len(cfg.Routes) > 0 {
+		// Unrouted requests are answered and counted like any other, under
+		// route="unmatched", so a typo in a load plan shows in the metrics.
+		nf := &compiledRoute{label: "unmatched", status: http.StatusNotFound, bypass: true,
+			contentType: "application/json", body: []byte(`{"error":"no route matches"}` + "\n")}
+		e.RouteNotFound("/*", s.routeHandler(st, nf))
+	}
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		code := http.StatusInternalServerError
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			code = he.Code
+		}
+		// echo.Any knows only the standard methods; an any-method route
+		// serves the others too (BREW, PROPFIND).
+		if code == http.StatusMethodNotAllowed {
+			if h, ok := anyMethod[c.Path()]; ok {
+				_ = h(c)
+				return
+			}
+		}
+		if !c.Response().Committed {
+			c.Response().Header().Set(HeaderVersion, s.version)
+			_ = c.JSON(code, map[string]string{"error": http.StatusText(code)})
+		}
+		cnt := s.counts.Load()
+		cnt.requests.Add(1)
+		cnt.status(code)
+		s.metrics.observe("unmatched", methodLabel(c.Request().Method), code, 0)
 	}
 	if !cfg.Server.DisableProbes {
 		for _, p := range []string{"/healthz", "/readyz"} {
@@ -239,7 +286,7 @@ func (s *Server) compileRoute(r Route) (*compiledRoute, error) {
 		rt.body = generatedBody(int(r.BodySize))
 		rt.contentType = orString(rt.contentType, "application/octet-stream")
 	case r.Template != "":
-		t, err := template.New(rt.label).Option("missingkey=zero").Parse(r.Template)
+		t, err := parseTemplate(r.Template)
 		if err != nil {
 			return nil, fmt.Errorf("template: %w", err)
 		}
@@ -260,6 +307,12 @@ func (s *Server) compileRoute(r Route) (*compiledRoute, error) {
 		rt.model = m
 	}
 	return rt, nil
+}
+
+// parseTemplate parses a route's body template; validation and serving
+// both use it, so a template that validates also serves.
+func parseTemplate(text string) (*template.Template, error) {
+	return template.New("body").Option("missingkey=zero").Parse(text)
 }
 
 func orString(a, b string) string {

@@ -8,7 +8,9 @@ package strictyaml
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -169,20 +171,33 @@ func check(path string, v any, t reflect.Type, errs *FieldErrors) {
 		if _, ok := v.(bool); !ok {
 			*errs = append(*errs, FieldError{path, "must be true or false, got " + describe(v)})
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {
 			*errs = append(*errs, FieldError{path, "must be a whole number, got " + describe(v)})
 			return
 		}
-		i, err := n.Int64()
-		if err != nil {
-			*errs = append(*errs, FieldError{path, "must be a whole number, got " + n.String()})
+		if _, err := strconv.ParseInt(n.String(), 10, t.Bits()); err != nil {
+			msg := "must be a whole number, got " + n.String()
+			if errors.Is(err, strconv.ErrRange) {
+				msg = fmt.Sprintf("must be a whole number from %d to %d, got %s", -(int64(1) << (t.Bits() - 1)), int64(1)<<(t.Bits()-1)-1, n)
+			}
+			*errs = append(*errs, FieldError{path, msg})
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(json.Number)
+		if !ok {
+			*errs = append(*errs, FieldError{path, "must be a whole number, got " + describe(v)})
 			return
 		}
-		if t.Kind() >= reflect.Uint && i < 0 {
+		if strings.HasPrefix(n.String(), "-") {
 			*errs = append(*errs, FieldError{path, "must not be negative, got " + n.String()})
+		} else if _, err := strconv.ParseUint(n.String(), 10, t.Bits()); err != nil {
+			msg := "must be a whole number, got " + n.String()
+			if errors.Is(err, strconv.ErrRange) {
+				msg = fmt.Sprintf("must be a whole number from 0 to %d, got %s", uint64(math.MaxUint64)>>(64-t.Bits()), n)
+			}
+			*errs = append(*errs, FieldError{path, msg})
 		}
 	case reflect.Float32, reflect.Float64:
 		if _, ok := v.(json.Number); !ok {
