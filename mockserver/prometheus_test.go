@@ -160,9 +160,9 @@ func queryScalar(t *testing.T, api promv1.API, q string) float64 {
 // finds the configured error ratio and p99.
 func TestPrometheusSeesConfiguredProfile(t *testing.T) {
 	const (
-		errRate   = 0.1
-		median    = 20 * time.Millisecond
-		p99       = 250 * time.Millisecond
+		errRate = 0.1
+		median  = 20 * time.Millisecond
+		p99     = 250 * time.Millisecond
 		workers = 32
 		// requests is what the bounds below are computed for; the load
 		// runs until it is reached, however busy the machine is.
