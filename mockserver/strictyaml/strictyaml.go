@@ -36,12 +36,19 @@ func (e FieldError) Error() string {
 // FieldErrors is a list of field problems; it is an error when not empty.
 type FieldErrors []FieldError
 
+// Error lists the problems one to a line, so that a person reading a
+// terminal or a log sees each field on its own.
 func (es FieldErrors) Error() string {
-	msgs := make([]string, len(es))
-	for i, e := range es {
-		msgs[i] = e.Error()
+	if len(es) == 1 {
+		return es[0].Error()
 	}
-	return strings.Join(msgs, "; ")
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d problems:", len(es))
+	for _, e := range es {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
 }
 
 // Err returns es as an error, or nil when it is empty.
@@ -112,6 +119,16 @@ func check(path string, v any, t reflect.Type, errs *FieldErrors) {
 		t = t.Elem()
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		// A type with its own decoder may still be an object with known
+		// fields: check those first, for paths and suggestions that
+		// encoding/json (which also ignores case) would not give.
+		if obj, ok := v.(map[string]any); ok && t.Kind() == reflect.Struct {
+			before := len(*errs)
+			checkStruct(path, obj, t, errs)
+			if len(*errs) > before {
+				return
+			}
+		}
 		raw, _ := json.Marshal(v)
 		target := reflect.New(t).Interface().(json.Unmarshaler)
 		if err := target.UnmarshalJSON(raw); err != nil {
@@ -128,16 +145,7 @@ func check(path string, v any, t reflect.Type, errs *FieldErrors) {
 			*errs = append(*errs, FieldError{path, "must be an object (key: value), got " + describe(v)})
 			return
 		}
-		fields := jsonFields(t)
-		keys := sortedKeys(obj)
-		for _, k := range keys {
-			f, ok := fields[k]
-			if !ok {
-				*errs = append(*errs, FieldError{join(path, k), unknownField(k, fields)})
-				continue
-			}
-			check(join(path, k), obj[k], f.Type, errs)
-		}
+		checkStruct(path, obj, t, errs)
 	case reflect.Map:
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -203,6 +211,19 @@ func check(path string, v any, t reflect.Type, errs *FieldErrors) {
 		if _, ok := v.(json.Number); !ok {
 			*errs = append(*errs, FieldError{path, "must be a number, got " + describe(v)})
 		}
+	}
+}
+
+// checkStruct checks an object's keys against a struct's JSON fields.
+func checkStruct(path string, obj map[string]any, t reflect.Type, errs *FieldErrors) {
+	fields := jsonFields(t)
+	for _, k := range sortedKeys(obj) {
+		f, ok := fields[k]
+		if !ok {
+			*errs = append(*errs, FieldError{join(path, k), unknownField(k, fields)})
+			continue
+		}
+		check(join(path, k), obj[k], f.Type, errs)
 	}
 }
 
