@@ -1,0 +1,377 @@
+// Package loadgen generates HTTP load from a plan: users that loop over
+// weighted tasks (the closed model, as Locust and boomer run), and evenly
+// paced arrivals whose latency counts from the intended start (the open
+// model, as wrk2 measures). Statistics go to loadgen/stats in Locust's
+// format and in microseconds.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/canarylab/canarylab/loadgen/plan"
+	"github.com/canarylab/canarylab/loadgen/stats"
+)
+
+// DefaultTimeout bounds a request whose plan gives no timeout.
+const DefaultTimeout = 30 * time.Second
+
+// Options configure a Users pool or an open-model run.
+type Options struct {
+	// Host is the base URL; it wins over the plan's host.
+	Host string
+	// Client sends the requests; default: a client with keep-alive and
+	// enough idle connections for the users.
+	Client *http.Client
+	// Seed makes task choices and waits reproducible (0: random).
+	Seed uint64
+}
+
+// target is a compiled task: its request, ready to send.
+type target struct {
+	method  string
+	url     string
+	name    string
+	body    string
+	header  http.Header
+	timeout time.Duration
+	req     plan.Request
+}
+
+// class is a compiled user class.
+type class struct {
+	name    string
+	wait    plan.Wait
+	targets []target
+	cum     []int // cumulative task weights
+}
+
+func compileClasses(p plan.Plan, host string) (map[string]*class, []string, error) {
+	classes := map[string]*class{}
+	var names []string
+	for i, u := range p.Users {
+		base := host
+		if base == "" {
+			base = u.Host
+		}
+		if base == "" {
+			base = p.Host
+		}
+		if base == "" {
+			return nil, nil, fmt.Errorf("users[%d] (%s): no host: give --host or the plan's host", i, u.Name)
+		}
+		if err := plan.CheckHost(base); err != nil {
+			return nil, nil, fmt.Errorf("users[%d] (%s): %w", i, u.Name, err)
+		}
+		c := &class{name: u.Name, wait: u.Wait}
+		total := 0
+		for _, t := range u.Tasks {
+			h := http.Header{}
+			for k, v := range t.Request.Headers {
+				h.Set(k, v)
+			}
+			timeout := t.Request.Timeout.D()
+			if timeout == 0 {
+				timeout = DefaultTimeout
+			}
+			c.targets = append(c.targets, target{
+				method: t.Request.HTTPMethod(), url: strings.TrimSuffix(base, "/") + t.Request.Path,
+				name: t.Request.StatsName(), body: t.Request.Body, header: h, timeout: timeout, req: t.Request,
+			})
+			total += max(1, t.Weight)
+			c.cum = append(c.cum, total)
+		}
+		classes[u.Name] = c
+		names = append(names, u.Name)
+	}
+	return classes, names, nil
+}
+
+func (c *class) pick(r *rand.Rand) *target {
+	if len(c.targets) == 1 {
+		return &c.targets[0]
+	}
+	n := r.IntN(c.cum[len(c.cum)-1])
+	i := sort.SearchInts(c.cum, n+1)
+	return &c.targets[i]
+}
+
+// do sends one request and records it; it reports false when ctx ended
+// before the answer (the request is then not recorded: it was cancelled,
+// not answered).
+func do(ctx context.Context, client *http.Client, st *stats.Stats, t *target, start time.Time) bool {
+	rctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	var body io.Reader
+	if t.body != "" {
+		body = strings.NewReader(t.body)
+	}
+	req, err := http.NewRequestWithContext(rctx, t.method, t.url, body)
+	if err != nil {
+		st.Failure(t.method, t.name, time.Since(start), 0, err.Error())
+		return true
+	}
+	for k, v := range t.header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		st.Failure(t.method, t.name, time.Since(start), 0, describeError(err))
+		return true
+	}
+	n, rerr := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	rt := time.Since(start)
+	switch {
+	case rerr != nil && ctx.Err() != nil:
+		return false
+	case rerr != nil:
+		st.Failure(t.method, t.name, rt, n, describeError(rerr))
+	case !t.req.Succeeded(resp.StatusCode):
+		st.Failure(t.method, t.name, rt, n, fmt.Sprintf("HTTP %d", resp.StatusCode))
+	default:
+		st.Success(t.method, t.name, rt, n)
+	}
+	return true
+}
+
+// describeError shortens transport errors to what groups them: "connection
+// reset by peer", "timeout", "EOF" rather than the full URL each time.
+func describeError(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "Client.Timeout"):
+		return "timeout"
+	case strings.Contains(msg, "connection reset by peer"):
+		return "connection reset by peer"
+	case strings.Contains(msg, "connection refused"):
+		return "connection refused"
+	case errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "unexpected EOF"):
+		return "unexpected EOF"
+	case errors.Is(err, io.EOF) || strings.HasSuffix(msg, ": EOF"):
+		return "EOF"
+	}
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// Users is a pool of simulated users, the closed model: each user loops
+// over its class's tasks, waiting between them. The pool grows or shrinks
+// to absolute per-class counts without touching the users that stay, so a
+// ramp never restarts anyone or loses statistics.
+type Users struct {
+	stats   *stats.Stats
+	client  *http.Client
+	classes map[string]*class
+	names   []string
+
+	mu      sync.Mutex
+	running map[string][]*user
+	seed    uint64
+	seq     uint64
+	wg      sync.WaitGroup
+}
+
+type user struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewUsers prepares a pool for the plan; no user runs until SetCounts.
+func NewUsers(p plan.Plan, st *stats.Stats, opts Options) (*Users, error) {
+	classes, names, err := compileClasses(p, opts.Host)
+	if err != nil {
+		return nil, err
+	}
+	client := opts.Client
+	if client == nil {
+		client = NewClient(1024)
+	}
+	seed := opts.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return &Users{stats: st, client: client, classes: classes, names: names, running: map[string][]*user{}, seed: seed}, nil
+}
+
+// NewClient returns an HTTP client for load: keep-alive, maxConns idle
+// connections per host, no redirects followed (a redirect is an answer).
+func NewClient(maxConns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = maxConns
+	tr.MaxIdleConnsPerHost = maxConns
+	tr.Proxy = nil // load goes to loopback, never through a proxy
+	return &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Classes returns the plan's class names in plan order.
+func (u *Users) Classes() []string { return append([]string(nil), u.names...) }
+
+// Has reports whether the plan has a class of that name.
+func (u *Users) Has(name string) bool { _, ok := u.classes[name]; return ok }
+
+// Counts returns how many users of each class run.
+func (u *Users) Counts() map[string]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make(map[string]int, len(u.running))
+	for name, us := range u.running {
+		out[name] = len(us)
+	}
+	return out
+}
+
+// Total returns how many users run.
+func (u *Users) Total() int {
+	n := 0
+	for _, c := range u.Counts() {
+		n += c
+	}
+	return n
+}
+
+// SetCounts starts or stops users until each class has the given count;
+// a class not in counts goes to zero. Users of an unknown class run the
+// tasks of fallback (a class of the plan), if given.
+func (u *Users) SetCounts(ctx context.Context, counts map[string]int, fallback string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	want := map[string]int{}
+	for name, n := range counts {
+		if n < 0 {
+			return fmt.Errorf("user count of %s is negative (%d)", name, n)
+		}
+		if _, ok := u.classes[name]; !ok {
+			if fallback == "" {
+				return fmt.Errorf("the plan has no user class %q (it has %s)", name, strings.Join(u.names, ", "))
+			}
+		}
+		want[name] = n
+	}
+	for name := range u.running {
+		if _, ok := want[name]; !ok {
+			want[name] = 0
+		}
+	}
+	for name, n := range want {
+		cls := u.classes[name]
+		if cls == nil {
+			cls = u.classes[fallback]
+		}
+		cur := u.running[name]
+		for len(cur) < n {
+			cur = append(cur, u.spawn(ctx, cls))
+		}
+		if len(cur) > n {
+			for _, us := range cur[n:] {
+				us.cancel()
+			}
+			for _, us := range cur[n:] {
+				<-us.done
+			}
+			cur = cur[:n]
+		}
+		if n == 0 {
+			delete(u.running, name)
+		} else {
+			u.running[name] = cur
+		}
+	}
+	return nil
+}
+
+func (u *Users) spawn(parent context.Context, cls *class) *user {
+	ctx, cancel := context.WithCancel(parent)
+	us := &user{cancel: cancel, done: make(chan struct{})}
+	u.seq++
+	r := rand.New(rand.NewPCG(u.seed, u.seq))
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer close(us.done)
+		loop(ctx, u.client, u.stats, cls, r)
+	}()
+	return us
+}
+
+// loop is one user's life: a task, a wait, until ctx ends.
+func loop(ctx context.Context, client *http.Client, st *stats.Stats, cls *class, r *rand.Rand) {
+	for ctx.Err() == nil {
+		t := cls.pick(r)
+		start := time.Now()
+		if !do(ctx, client, st, t, start) {
+			return
+		}
+		if w := cls.wait.Next(time.Since(start), r.Float64()); w > 0 {
+			timer := time.NewTimer(w)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+		}
+	}
+}
+
+// StopAll stops every user and waits for them.
+func (u *Users) StopAll() {
+	u.mu.Lock()
+	for _, us := range u.running {
+		for _, one := range us {
+			one.cancel()
+		}
+	}
+	u.running = map[string][]*user{}
+	u.mu.Unlock()
+	u.wg.Wait()
+}
+
+// Distribute splits n users over classes by weight, as evenly as whole
+// numbers allow (largest remainders, ties to the earlier class), so every
+// class with a weight gets its share.
+func Distribute(p plan.Plan, n int) map[string]int {
+	out := map[string]int{}
+	if n <= 0 || len(p.Users) == 0 {
+		return out
+	}
+	total := 0
+	for _, u := range p.Users {
+		total += max(1, u.Weight)
+	}
+	type rem struct {
+		i    int
+		frac float64
+	}
+	var rems []rem
+	given := 0
+	for i, u := range p.Users {
+		exact := float64(n) * float64(max(1, u.Weight)) / float64(total)
+		whole := int(exact)
+		out[u.Name] = whole
+		given += whole
+		rems = append(rems, rem{i, exact - float64(whole)})
+	}
+	sort.SliceStable(rems, func(a, b int) bool { return rems[a].frac > rems[b].frac })
+	for k := 0; given < n; k++ {
+		out[p.Users[rems[k%len(rems)].i].Name]++
+		given++
+	}
+	return out
+}
