@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/loadgen/stats"
-	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // RateStage is one stage of an open-model schedule: over Duration the
