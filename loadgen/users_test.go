@@ -217,3 +217,51 @@ users:
 		}
 	}
 }
+
+func TestParseStage(t *testing.T) {
+	good := map[string]Stage{
+		"1m:50:10": {time.Minute, 50, 10},
+		"30s:5":    {30 * time.Second, 5, 0},
+		"10s:0:2":  {10 * time.Second, 0, 2},
+	}
+	for in, want := range good {
+		if got, err := ParseStage(in); err != nil || got != want {
+			t.Errorf("ParseStage(%q) = %+v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"1m", "x:5", "1m:-1", "1m:5:fast", "0s:5", "1m:5:1:2"} {
+		if _, err := ParseStage(bad); err == nil {
+			t.Errorf("ParseStage(%q) accepted", bad)
+		}
+	}
+}
+
+// TestRunClosedRampsAndStops: a ramp at 20 users a second reaches 4 users
+// in about 0.2 s, holds, goes down to 1, and no user outlives the run.
+func TestRunClosedRampsAndStops(t *testing.T) {
+	run := startMock(t, mockserver.Config{})
+	p := mustPlan(t, `users: [{name: A, weight: 3, wait: constant(10ms), tasks: [{request: {path: /}}]}, {name: B, wait: constant(10ms), tasks: [{request: {path: /}}]}]`)
+	st := stats.New(nil)
+	users, err := NewUsers(p, st, Options{Host: run.URL(), Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- RunClosed(context.Background(), users, p, []Stage{{400 * time.Millisecond, 4, 20}, {300 * time.Millisecond, 1, 0}})
+	}()
+	waitUntil(t, 5*time.Second, "4 users", func() bool { return users.Total() == 4 })
+	if c := users.Counts(); c["A"] != 3 || c["B"] != 1 {
+		t.Errorf("counts %v, want A 3 and B 1 (weights 3:1)", c)
+	}
+	waitUntil(t, 5*time.Second, "1 user", func() bool { return users.Total() == 1 })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if users.Total() != 0 {
+		t.Errorf("%d users outlived the run", users.Total())
+	}
+	if st.Cumulative().Total.NumRequests == 0 {
+		t.Error("no requests")
+	}
+}
