@@ -30,8 +30,12 @@ func main() {
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "canarylab:", err)
 		var ue usageError
-		if errors.As(err, &ue) {
+		var te thresholdError
+		switch {
+		case errors.As(err, &ue):
 			os.Exit(2)
+		case errors.As(err, &te):
+			os.Exit(exitThresholds)
 		}
 		os.Exit(1)
 	}

@@ -32,14 +32,15 @@ func newRootCmd(info buildInfo) *cobra.Command {
 		Long: `canarylab shows and tests how a canary analysis (Flagger on Istio) reacts when a new
 version is healthy, slow or broken.
 
-  canarylab mock      a flexible HTTP mock server with latency, errors and connection faults`,
+  canarylab mock      a flexible HTTP mock server with latency, errors and connection faults
+  canarylab load      HTTP load from a plan: closed or open model, Locust-compatible statistics`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newMockCmd(), newVersionCmd(info))
+	root.AddCommand(newMockCmd(), newLoadCmd(), newVersionCmd(info))
 	return root
 }
 

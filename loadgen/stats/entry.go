@@ -290,12 +290,16 @@ func percentileFromBuckets(buckets map[int64]int64, numRequests int64, p float64
 }
 
 // Quantile returns the q-quantile (0..1) of the response times at
-// microsecond resolution (HDR histogram, 3 significant digits).
+// microsecond resolution (HDR histogram, 3 significant digits), never
+// beyond the exact minimum and maximum seen.
 func (e *Entry) Quantile(q float64) time.Duration {
 	if e.hist == nil || e.hist.TotalCount() == 0 {
 		return 0
 	}
-	return time.Duration(e.hist.ValueAtQuantile(q*100)) * time.Microsecond
+	v := time.Duration(e.hist.ValueAtQuantile(q*100)) * time.Microsecond
+	lo := time.Duration(e.MinResponseTime * float64(time.Millisecond))
+	hi := time.Duration(e.MaxResponseTime * float64(time.Millisecond))
+	return min(max(v, lo), hi)
 }
 
 // Histogram returns the entry's HDR histogram of response times in µs.
