@@ -39,8 +39,7 @@ test-deps: ## install what the tests need (apt-get as root; idempotent) and down
 	else echo "test-deps: Debian packages present ($(APT_DEPS))"; fi
 	$(GO) mod download
 
-bench: build ## Go benchmarks, then the side-by-side benchmark against bare net/http, fortio and go-httpbin
-	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+bench: ## side-by-side benchmarks against bare net/http, fortio and go-httpbin, and the Go benchmarks (docs/benchmarks.md)
 	bash bench/mockserver.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (they also run as ordinary tests in `make test`)

@@ -176,3 +176,33 @@ func methodLabel(m string) string {
 	}
 	return "OTHER"
 }
+
+// routeObservers are one route's children of the requests counter and the
+// duration histogram for one method and status.
+type routeObservers struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// observeRoute is observe for a route's requests: the metric children are
+// resolved once per route, method and status, then read from the route.
+func (m *metrics) observeRoute(rt *compiledRoute, method string, code int, elapsed time.Duration) {
+	key := obsKey{methodLabel(method), code}
+	v, ok := rt.obs.Load(key)
+	if !ok {
+		c := m.code(code)
+		v, _ = rt.obs.LoadOrStore(key, &routeObservers{
+			requests: m.requests.WithLabelValues(rt.label, key.method, c),
+			duration: m.duration.WithLabelValues(rt.label, key.method, c),
+		})
+	}
+	o := v.(*routeObservers)
+	o.requests.Inc()
+	o.duration.Observe(elapsed.Seconds())
+}
+
+// obsKey keys a route's cached metric children.
+type obsKey struct {
+	method string
+	code   int
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ func (s *Server) routeHandler(st *state, rt *compiledRoute) echo.HandlerFunc {
 		cnt := s.counts.Load()
 		cnt.requests.Add(1)
 		cnt.status(code)
-		s.metrics.observe(rt.label, methodLabel(r.Method), code, elapsed)
+		s.metrics.observeRoute(rt, r.Method, code, elapsed)
 		if s.opts.AccessLog {
 			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "route", rt.label, "code", code, "duration", elapsed)
 		}
@@ -193,6 +194,9 @@ func sleep(r *http.Request, d time.Duration) bool {
 // serverTiming reports the injected delay so clients can tell it from the
 // server's own time (milliseconds, as the Server-Timing header wants).
 func serverTiming(o behavior.Outcome) string {
+	if o.Delay == 0 && !o.Capped {
+		return "injected-delay;dur=0"
+	}
 	ms := strconv.FormatFloat(float64(o.Delay)/float64(time.Millisecond), 'f', -1, 64)
 	if o.Capped {
 		uncapped := strconv.FormatFloat(float64(o.Uncapped)/float64(time.Millisecond), 'f', -1, 64)
@@ -201,9 +205,13 @@ func serverTiming(o behavior.Outcome) string {
 	return "injected-delay;dur=" + ms
 }
 
+// errorBody is the body of an injected error:
+// {"error":"injected","status":503,"version":"canary"}.
 func (s *Server) errorBody(status int) []byte {
-	b, _ := json.Marshal(map[string]any{"error": "injected", "status": status, "version": s.version})
-	return append(b, '\n')
+	b := make([]byte, 0, len(s.errBodyEnd)+40)
+	b = append(b, `{"error":"injected","status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	return append(b, s.errBodyEnd...)
 }
 
 // templateData is what a route's template sees.
@@ -349,13 +357,21 @@ func abort(w http.ResponseWriter) {
 // requestModel reads the request's own delay, status and fault parameters
 // (query first, then headers). ok is false when it gives none.
 func requestModel(r *http.Request, maxDelay time.Duration) (m behavior.Model, ok bool, err error) {
+	// Parse the query once, and only when it may hold a parameter; the
+	// header names are canonical, so the map is read directly.
+	var q url.Values
+	if rq := r.URL.RawQuery; rq != "" &&
+		(strings.Contains(rq, ParamDelay) || strings.Contains(rq, ParamStatus) || strings.Contains(rq, ParamFault)) {
+		q = r.URL.Query()
+	}
 	get := func(param, header string) string {
-		if r.URL.RawQuery != "" {
-			if v := r.URL.Query().Get(param); v != "" {
-				return v
-			}
+		if v := q.Get(param); v != "" {
+			return v
 		}
-		return r.Header.Get(header)
+		if v := r.Header[header]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
 	}
 	delay, status, fault := get(ParamDelay, HeaderDelay), get(ParamStatus, HeaderStatus), get(ParamFault, HeaderFault)
 	if delay == "" && status == "" && fault == "" {

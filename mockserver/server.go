@@ -10,6 +10,7 @@ package mockserver
 import (
 	crand "crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -72,6 +73,8 @@ type Server struct {
 	stopOnce sync.Once
 	admin    http.Handler
 	reload   reloader
+	// errBodyEnd ends every injected error's body: the version, quoted once.
+	errBodyEnd string
 }
 
 // New builds a server serving cfg.
@@ -92,6 +95,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 		log:      opts.Logger,
 		stopping: make(chan struct{}),
 	}
+	quoted, _ := json.Marshal(s.version)
+	s.errBodyEnd = `,"version":` + string(quoted) + "}\n"
 	s.metrics = newMetrics(s.version)
 	s.metrics.registerFuncs(s)
 	s.counts.Store(&counters{since: s.clock.Now()})

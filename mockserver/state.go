@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/template"
 	"time"
@@ -57,6 +58,9 @@ type compiledRoute struct {
 	echo        bool
 	model       behavior.Model
 	bypass      bool
+	// obs caches the route's metric children by method and status, so
+	// serving does not hash label values (see metrics.observeRoute).
+	obs sync.Map
 }
 
 func (s *Server) compile(cfg Config) (*state, error) {
