@@ -9,7 +9,7 @@ COMMIT    := $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 # Debian packages the tests and benchmarks use.
-APT_DEPS  := prometheus wrk
+APT_DEPS  := prometheus wrk python3-locust
 
 .PHONY: all build test test-unit test-deps bench lint fuzz mock clean help
 
