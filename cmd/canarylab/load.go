@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/canarylab/canarylab/loadgen"
+	"github.com/canarylab/canarylab/loadgen/locust"
 	"github.com/canarylab/canarylab/loadgen/output"
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/loadgen/stats"
@@ -34,6 +36,8 @@ func (e thresholdError) Error() string {
 }
 
 type loadFlags struct {
+	master              string
+	printLocustfile     bool
 	planPath, host      string
 	users               int
 	spawnRate           float64
@@ -54,8 +58,14 @@ func newLoadCmd() *cobra.Command {
 	var f loadFlags
 	cmd := &cobra.Command{
 		Use:   "load",
-		Short: "Generate HTTP load: standalone (closed or open model)",
+		Short: "Generate HTTP load: a worker of a Locust 2 master, or standalone (closed or open model)",
 		Long: `Generate HTTP load from a plan (see loadgen/plans/ for ready ones).
+
+As a worker of a Locust 2 master (the master's UI and CSVs show it like a
+Python worker; give the master the plan's locustfile so class names match):
+  canarylab load --print-locustfile --plan plan.yaml > locustfile.py
+  locust -f locustfile.py --master &
+  canarylab load --master 127.0.0.1:5557 --plan plan.yaml --host http://127.0.0.1:8080
 
 Standalone, closed model (users that loop over tasks, as Locust):
   canarylab load --host http://127.0.0.1:8080 --users 20 --spawn-rate 5 --duration 1m
@@ -79,6 +89,8 @@ and prints the summary; a broken --threshold makes the exit code 99.`,
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.master, "master", "", "join the Locust 2 master at HOST:PORT as a worker (its --master-bind-port, 5557 by default)")
+	fl.BoolVar(&f.printLocustfile, "print-locustfile", false, "print the locustfile a Locust master needs for the plan, and exit")
 	fl.StringVar(&f.planPath, "plan", "", "load plan (YAML or JSON); default: GET / on --host")
 	fl.StringVar(&f.host, "host", "", "base URL of the target, such as http://127.0.0.1:8080 (wins over the plan's host)")
 	fl.IntVar(&f.users, "users", 0, "closed model: number of users")
@@ -118,6 +130,10 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if f.printLocustfile {
+		_, err := io.WriteString(cmd.OutOrStdout(), locust.Locustfile(p))
+		return err
+	}
 	var ths []threshold.Threshold
 	for _, expr := range f.thresholds {
 		th, err := threshold.Parse(expr)
@@ -125,6 +141,12 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 			return usageError{fmt.Errorf("--threshold: %w", err)}
 		}
 		ths = append(ths, th)
+	}
+	if f.master != "" {
+		if f.rate > 0 || f.users > 0 || len(f.stages) > 0 || f.duration > 0 {
+			return usageError{errors.New("--master: the master decides users and duration; drop --users, --rate, --stage and --duration")}
+		}
+		return runWorker(cmd, f, p, ths, log)
 	}
 	open := f.rate > 0
 	var stages []loadgen.Stage
@@ -211,17 +233,38 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 		return runErr
 	}
 
+	var openInfo map[string]any
+	if open {
+		openInfo = map[string]any{
+			"intended": openRes.Intended, "sent": openRes.Sent, "late": openRes.Late, "dropped": openRes.Dropped,
+			"achievedRate":    openRes.AchievedRate(),
+			"sendErrorP99Ms":  float64(openRes.SendError.ValueAtQuantile(99)) / 1000,
+			"sendErrorP999Ms": float64(openRes.SendError.ValueAtQuantile(99.9)) / 1000,
+			"targetRate":      f.rate,
+			"maxConcurrency":  f.maxConcurrency,
+			"lateAfterMs":     1.0,
+		}
+		fmt.Fprintf(out, "\nOpen model: %d intended, %d sent (%.1f/s), %d late (> 1ms behind schedule), %d dropped (found all %d slots busy); send-time error p99 %.3f ms\n",
+			openRes.Intended, openRes.Sent, openRes.AchievedRate(), openRes.Late, openRes.Dropped, f.maxConcurrency,
+			float64(openRes.SendError.ValueAtQuantile(99))/1000)
+	}
+	model := "closed"
+	if open {
+		model = "open"
+	}
+	return report(out, st, f, ths, csvw, start, elapsed, model, openInfo)
+}
+
+// report prints the summary, writes the JSON and CSV files, and checks
+// the thresholds (a thresholdError when any broke).
+func report(out io.Writer, st *stats.Stats, f loadFlags, ths []threshold.Threshold, csvw *output.CSVWriter,
+	start time.Time, elapsed time.Duration, model string, openInfo map[string]any) error {
 	snap := st.Cumulative()
 	fmt.Fprintln(out)
 	output.ConsoleTable(out, snap, false)
 	output.PercentileTable(out, snap)
 	output.ErrorReport(out, snap)
 	output.PreciseTable(out, snap, elapsed)
-	if open {
-		fmt.Fprintf(out, "Open model: %d intended, %d sent (%.1f/s), %d late (> 1ms behind schedule), %d dropped (found all %d slots busy); send-time error p99 %.3f ms\n\n",
-			openRes.Intended, openRes.Sent, openRes.AchievedRate(), openRes.Late, openRes.Dropped, f.maxConcurrency,
-			float64(openRes.SendError.ValueAtQuantile(99))/1000)
-	}
 	results, passed := threshold.CheckAll(ths, snap, elapsed)
 	for _, r := range results {
 		mark := "ok  "
@@ -238,23 +281,14 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 	if f.jsonPath != "" {
 		total, entries := output.Summarize(snap, elapsed)
 		sum := output.Summary{
-			Start: start, End: start.Add(elapsed), Elapsed: elapsed.Seconds(), Model: "closed",
+			Start: start, End: start.Add(elapsed), Elapsed: elapsed.Seconds(), Model: model,
 			Total: total, Entries: entries, Errors: errorList(snap), Passed: passed,
 		}
 		if ths != nil {
 			sum.Thresholds = results
 		}
-		if open {
-			sum.Model = "open"
-			sum.Open = map[string]any{
-				"intended": openRes.Intended, "sent": openRes.Sent, "late": openRes.Late, "dropped": openRes.Dropped,
-				"achievedRate":    openRes.AchievedRate(),
-				"sendErrorP99Ms":  float64(openRes.SendError.ValueAtQuantile(99)) / 1000,
-				"sendErrorP999Ms": float64(openRes.SendError.ValueAtQuantile(99.9)) / 1000,
-				"targetRate":      f.rate,
-				"maxConcurrency":  f.maxConcurrency,
-				"lateAfterMs":     1.0,
-			}
+		if openInfo != nil {
+			sum.Open = openInfo
 		}
 		if err := output.WriteJSON(f.jsonPath, sum); err != nil {
 			return err
@@ -327,4 +361,54 @@ func serveMetrics(addr string, st *stats.Stats, gauges func() map[string]float64
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// runWorker joins a Locust master and serves it until it quits or the
+// command is stopped; the worker's own totals are reported at the end.
+func runWorker(cmd *cobra.Command, f loadFlags, p plan.Plan, ths []threshold.Threshold, log *slog.Logger) error {
+	st := stats.New(nil)
+	var pool atomic.Pointer[loadgen.Users]
+	w, err := locust.NewWorker(locust.Config{
+		MasterAddr: f.master,
+		Plan:       p,
+		Stats:      st,
+		Host:       f.host,
+		Logger:     log,
+		NewUsers: func(host string) (locust.Users, error) {
+			u, err := loadgen.NewUsers(p, st, loadgen.Options{Host: host, Seed: f.seed})
+			if err == nil {
+				pool.Store(u)
+			}
+			return u, err
+		},
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	gauges := func() map[string]float64 {
+		if u := pool.Load(); u != nil {
+			return map[string]float64{"users": float64(u.Total())}
+		}
+		return map[string]float64{"users": 0}
+	}
+	stopMetrics, err := serveMetrics(f.metricsListen, st, gauges, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	var csvw *output.CSVWriter
+	if f.csvPrefix != "" {
+		if csvw, err = output.NewCSVWriter(f.csvPrefix); err != nil {
+			return err
+		}
+		defer csvw.Close()
+	}
+	log.Info("joining the Locust master", "master", f.master, "node", w.NodeID())
+	start := time.Now()
+	runErr := w.Run(cmd.Context())
+	elapsed := time.Since(start)
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return report(cmd.OutOrStdout(), st, f, ths, csvw, start, elapsed, "locust-worker", nil)
 }
