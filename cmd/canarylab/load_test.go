@@ -185,7 +185,9 @@ func TestLoadJoinsARealLocustMaster(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the master did not exit within 20s of its run")
 	}
-	var sum struct{ Total struct{ Requests, Failures int64 } }
+	var sum struct {
+		Total struct{ Requests, Failures int64 }
+	}
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		t.Fatal(err)
