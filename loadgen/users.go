@@ -21,9 +21,6 @@ import (
 	"github.com/canarylab/canarylab/loadgen/stats"
 )
 
-// DefaultTimeout bounds a request whose plan gives no timeout.
-const DefaultTimeout = 30 * time.Second
-
 // Options configure a Users pool or an open-model run.
 type Options struct {
 	// Host is the base URL; it wins over the plan's host.
@@ -80,7 +77,7 @@ func compileClasses(p plan.Plan, host string) (map[string]*class, []string, erro
 			}
 			timeout := t.Request.Timeout.D()
 			if timeout == 0 {
-				timeout = DefaultTimeout
+				timeout = plan.DefaultTimeout
 			}
 			c.targets = append(c.targets, target{
 				method: t.Request.HTTPMethod(), url: strings.TrimSuffix(base, "/") + t.Request.Path,

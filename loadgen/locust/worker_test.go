@@ -197,9 +197,10 @@ func TestHeartbeatMeasuresCPU(t *testing.T) {
 	busy := after(burnStart)
 	close(burn)
 	idle := after(time.Now())
-	// A spinning goroutine shows as 60–100% here: this VM's vCPUs are
-	// shared, and getrusage counts what the process really got.
-	if busy < 30 || busy < 5*idle {
+	// A spinning goroutine shows as 60–100% on a quiet machine, and less
+	// when other processes (other test packages) share the cores: the
+	// reading must only rise clearly with the burn, and fall after it.
+	if busy-idle < 10 || busy < 3*idle {
 		t.Errorf("cpu usage busy %.1f%%, idle %.1f%%: want a busy core, then little", busy, idle)
 	}
 	t.Logf("cpu usage: busy %.1f%%, idle %.1f%%", busy, idle)

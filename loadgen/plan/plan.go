@@ -70,9 +70,12 @@ type Request struct {
 	// Expect lists the statuses that count as success: codes (200) or
 	// classes ("2xx"). Default: any status below 400.
 	Expect []Status `json:"expect,omitempty"`
-	// Timeout bounds the request (default 30s).
+	// Timeout bounds the request (default DefaultTimeout).
 	Timeout behavior.Duration `json:"timeout,omitempty"`
 }
+
+// DefaultTimeout bounds a request whose plan gives no timeout.
+const DefaultTimeout = 30 * time.Second
 
 // Status is an expected status: a code, or a class such as "2xx".
 type Status struct {
@@ -200,6 +203,15 @@ func Load(path string) (Plan, error) {
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// pythonKeywords cannot name a class in the master's locustfile.
+var pythonKeywords = map[string]bool{
+	"False": true, "None": true, "True": true, "and": true, "as": true, "assert": true, "async": true,
+	"await": true, "break": true, "class": true, "continue": true, "def": true, "del": true, "elif": true,
+	"else": true, "except": true, "finally": true, "for": true, "from": true, "global": true, "if": true,
+	"import": true, "in": true, "is": true, "lambda": true, "nonlocal": true, "not": true, "or": true,
+	"pass": true, "raise": true, "return": true, "try": true, "while": true, "with": true, "yield": true,
+}
+
 // Validate checks the plan and names every bad field.
 func (p Plan) Validate() error {
 	var errs strictyaml.FieldErrors
@@ -214,8 +226,11 @@ func (p Plan) Validate() error {
 	seen := map[string]int{}
 	for i, u := range p.Users {
 		f := fmt.Sprintf("users[%d]", i)
-		if !identifier.MatchString(u.Name) {
+		switch {
+		case !identifier.MatchString(u.Name):
 			errs = append(errs, strictyaml.FieldError{Field: f + ".name", Message: fmt.Sprintf("%q must be an identifier (letters, digits, _; not starting with a digit): a Locust master knows the class by it", u.Name)})
+		case pythonKeywords[u.Name] || strings.HasPrefix(u.Name, "_canarylab"):
+			errs = append(errs, strictyaml.FieldError{Field: f + ".name", Message: fmt.Sprintf("%q cannot name a class in the master's locustfile (a Python keyword, or reserved): choose another name", u.Name)})
 		}
 		if j, dup := seen[u.Name]; dup {
 			errs = append(errs, strictyaml.FieldError{Field: f + ".name", Message: fmt.Sprintf("%q is already the name of users[%d]", u.Name, j)})

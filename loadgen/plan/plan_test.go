@@ -53,6 +53,8 @@ func TestParseBadNamesTheField(t *testing.T) {
 		{"no users", "host: http://127.0.0.1:1", []string{"users"}},
 		{"not loopback", "host: http://10.0.0.1:8080\nusers: [{name: A, tasks: [{request: {path: /}}]}]", []string{"host"}},
 		{"bad class name", "users: [{name: 'my user', tasks: [{request: {path: /}}]}]", []string{"users[0].name"}},
+		{"python keyword", "users: [{name: class, tasks: [{request: {path: /}}]}]", []string{"users[0].name"}},
+		{"reserved name", "users: [{name: _canarylab_x, tasks: [{request: {path: /}}]}]", []string{"users[0].name"}},
 		{"duplicate class", "users: [{name: A, tasks: [{request: {path: /}}]}, {name: A, tasks: [{request: {path: /}}]}]", []string{"users[1].name"}},
 		{"no tasks", "users: [{name: A}]", []string{"users[0].tasks"}},
 		{"relative path", "users: [{name: A, tasks: [{request: {path: x}}]}]", []string{"users[0].tasks[0].request.path"}},
