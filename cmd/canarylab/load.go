@@ -404,9 +404,20 @@ func runWorker(cmd *cobra.Command, f loadFlags, p plan.Plan, ths []threshold.Thr
 		defer csvw.Close()
 	}
 	log.Info("joining the Locust master", "master", f.master, "node", w.NodeID())
+	// A worker's table is the master's to show; the CSV history is kept.
+	quiet := f
+	quiet.quiet = true
+	liveCtx, stopLive := context.WithCancel(cmd.Context())
+	liveDone := make(chan struct{})
+	go func() {
+		defer close(liveDone)
+		live(liveCtx, cmd.OutOrStdout(), st, csvw, gauges, quiet)
+	}()
 	start := time.Now()
 	runErr := w.Run(cmd.Context())
 	elapsed := time.Since(start)
+	stopLive()
+	<-liveDone
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
