@@ -52,11 +52,19 @@ const rampTick = 100 * time.Millisecond
 func RunClosed(ctx context.Context, users *Users, p plan.Plan, stages []Stage) error {
 	defer users.StopAll()
 	cur := users.Total()
-	ticker := time.NewTicker(rampTick)
-	defer ticker.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for _, s := range stages {
 		start := time.Now()
 		from := cur
+		// Ramp in steps of one user where the clock allows (1 ms), not
+		// of a tenth of the spawn rate: 10,000 users a second started
+		// 1,000 at a time send 1,000 requests at once, and open and keep
+		// ~1,000 connections.
+		tick := rampTick
+		if s.SpawnRate > 0 {
+			tick = min(tick, max(time.Millisecond, time.Duration(float64(time.Second)/s.SpawnRate)))
+		}
 		for {
 			elapsed := time.Since(start)
 			target := s.Users
@@ -77,10 +85,15 @@ func RunClosed(ctx context.Context, users *Users, p plan.Plan, stages []Stage) e
 			if elapsed >= s.Duration {
 				break
 			}
+			wait := tick
+			if cur == s.Users {
+				wait = s.Duration - elapsed // ramped: hold to the stage's end
+			}
+			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-ticker.C:
+			case <-timer.C:
 			}
 		}
 	}
