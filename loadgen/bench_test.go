@@ -23,11 +23,11 @@ package loadgen
 
 import (
 	"context"
+	"github.com/canarylab/canarylab/bench/bare"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,25 +36,6 @@ import (
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/loadgen/stats"
 )
-
-// benchBody is what bench/baseline (and canarylab mock, by default) answers.
-const benchBody = `{"service":"canarylab-mock","version":"v1"}` + "\n"
-
-// benchHandler answers as bench/baseline does: the same status, body and
-// headers.
-func benchHandler() http.Handler {
-	body := []byte(benchBody)
-	n := strconv.Itoa(len(body))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Canarylab-Version", "v1")
-		h.Set("Server-Timing", "injected-delay;dur=0")
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", n)
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
-	})
-}
 
 func BenchmarkStatsSuccess(b *testing.B) {
 	st := stats.New(nil)
@@ -111,7 +92,7 @@ func BenchmarkEntryLog(b *testing.B) {
 // one class, a client as NewUsers makes it, and empty statistics.
 func benchUsers(b *testing.B, doc string) (*class, *http.Client, *stats.Stats) {
 	b.Helper()
-	srv := httptest.NewServer(benchHandler())
+	srv := httptest.NewServer(bare.Handler())
 	b.Cleanup(srv.Close)
 	p, err := plan.Parse([]byte(doc))
 	if err != nil {
@@ -218,8 +199,8 @@ func (instantTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        http.Header{"Content-Type": {"application/json"}},
-		ContentLength: int64(len(benchBody)),
-		Body:          io.NopCloser(strings.NewReader(benchBody)),
+		ContentLength: int64(len(bare.Body)),
+		Body:          io.NopCloser(strings.NewReader(bare.Body)),
 		Request:       req,
 	}, nil
 }

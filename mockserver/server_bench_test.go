@@ -15,38 +15,17 @@ package mockserver_test
 // The load-generator comparison against other servers is bench/mockserver.sh.
 
 import (
+	"github.com/canarylab/canarylab/bench/bare"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/canarylab/canarylab/mockserver"
 	"github.com/canarylab/canarylab/mockserver/behavior"
 )
-
-// benchBody is what the mock answers by default (version label "v1").
-const benchBody = `{"service":"canarylab-mock","version":"v1"}` + "\n"
-
-// benchBaselineHandler is a bare net/http handler writing the mock's default
-// answer: the same body and the same headers.
-func benchBaselineHandler() http.Handler {
-	body := []byte(benchBody)
-	n := strconv.Itoa(len(body))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Canarylab-Version", "v1")
-		h.Set("Server-Timing", "injected-delay;dur=0")
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", n)
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(body)
-		}
-	})
-}
 
 func benchNewMock(b *testing.B, cfg mockserver.Config) http.Handler {
 	b.Helper()
@@ -131,12 +110,12 @@ func benchRecorderParallel(b *testing.B, h http.Handler, target string) {
 }
 
 func BenchmarkBaselineRecorder(b *testing.B) {
-	benchRecorder(b, benchBaselineHandler(), "/")
+	benchRecorder(b, bare.Handler(), "/")
 }
 
 func BenchmarkMockRecorderNoFaults(b *testing.B) {
 	h := benchNewMock(b, mockserver.Config{})
-	benchSameAnswer(b, h, benchBaselineHandler())
+	benchSameAnswer(b, h, bare.Handler())
 	benchRecorder(b, h, "/")
 }
 
@@ -178,7 +157,7 @@ func BenchmarkMockRecorderQuery(b *testing.B) {
 }
 
 func BenchmarkBaselineRecorderParallel(b *testing.B) {
-	benchRecorderParallel(b, benchBaselineHandler(), "/")
+	benchRecorderParallel(b, bare.Handler(), "/")
 }
 
 func BenchmarkMockRecorderNoFaultsParallel(b *testing.B) {
@@ -228,7 +207,7 @@ func benchLoopback(b *testing.B, h http.Handler, path string) {
 }
 
 func BenchmarkBaselineLoopback(b *testing.B) {
-	benchLoopback(b, benchBaselineHandler(), "/")
+	benchLoopback(b, bare.Handler(), "/")
 }
 
 func BenchmarkMockLoopbackNoFaults(b *testing.B) {

@@ -14,34 +14,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/canarylab/canarylab/bench/bare"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 )
-
-// body is the mock's default answer with version label v1.
-const body = `{"service":"canarylab-mock","version":"v1"}` + "\n"
-
-func handler() http.Handler {
-	b := []byte(body)
-	n := strconv.Itoa(len(b))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Canarylab-Version", "v1")
-		h.Set("Server-Timing", "injected-delay;dur=0")
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", n)
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(b)
-		}
-	})
-}
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18080", "address to listen on (loopback only, please)")
@@ -51,7 +32,7 @@ func main() {
 		log.Fatal(err)
 	}
 	srv := &http.Server{
-		Handler:           handler(),
+		Handler:           bare.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,  // as canarylab mock
 		IdleTimeout:       120 * time.Second, // as canarylab mock
 	}
