@@ -2,10 +2,12 @@ package locust
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -238,59 +240,11 @@ func encodeValue(enc *msgpack.Encoder, v any) error {
 		}
 		return nil
 	case countsByInt:
-		keys := make([]int64, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-		if err := enc.EncodeMapLen(len(keys)); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := enc.EncodeInt(k); err != nil {
-				return err
-			}
-			if err := enc.EncodeInt(x[k]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encodeSortedMap(enc, x, enc.EncodeInt, enc.EncodeInt)
 	case map[string]int:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		if err := enc.EncodeMapLen(len(keys)); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := enc.EncodeString(k); err != nil {
-				return err
-			}
-			if err := enc.EncodeInt(int64(x[k])); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encodeSortedMap(enc, x, enc.EncodeString, func(v int) error { return enc.EncodeInt(int64(v)) })
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		if err := enc.EncodeMapLen(len(keys)); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := enc.EncodeString(k); err != nil {
-				return err
-			}
-			if err := encodeValue(enc, x[k]); err != nil {
-				return fmt.Errorf("%s: %w", k, err)
-			}
-		}
-		return nil
+		return encodeSortedMap(enc, x, enc.EncodeString, func(v any) error { return encodeValue(enc, v) })
 	case []any:
 		if err := enc.EncodeArrayLen(len(x)); err != nil {
 			return err
@@ -473,4 +427,21 @@ func PyRepr(s string) string {
 	}
 	b.WriteByte(quote)
 	return b.String()
+}
+
+// encodeSortedMap writes a map with its keys in order, so a frame is the
+// same bytes every time.
+func encodeSortedMap[K cmp.Ordered, V any](enc *msgpack.Encoder, m map[K]V, key func(K) error, value func(V) error) error {
+	if err := enc.EncodeMapLen(len(m)); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := key(k); err != nil {
+			return err
+		}
+		if err := value(m[k]); err != nil {
+			return fmt.Errorf("%v: %w", k, err)
+		}
+	}
+	return nil
 }
