@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/canarylab/canarylab/loadgen/plan"
@@ -165,26 +164,10 @@ func describeError(err error) string {
 	return msg
 }
 
-// Users is a pool of simulated users, the closed model: each user loops
-// over its class's tasks, waiting between them. The pool grows or shrinks
-// to absolute per-class counts without touching the users that stay, so a
-// ramp never restarts anyone or loses statistics.
+// Users is a pool of users that run a plan's tasks: each loops over its
+// class's weighted tasks and waits, until the pool stops it.
 type Users struct {
-	stats   *stats.Stats
-	client  *http.Client
-	classes map[string]*class
-	names   []string
-
-	mu      sync.Mutex
-	running map[string][]*user
-	seed    uint64
-	seq     uint64
-	wg      sync.WaitGroup
-}
-
-type user struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	*Pool
 }
 
 // NewUsers prepares a pool for the plan; no user runs until SetCounts.
@@ -197,11 +180,9 @@ func NewUsers(p plan.Plan, st *stats.Stats, opts Options) (*Users, error) {
 	if client == nil {
 		client = NewClient(1024)
 	}
-	seed := opts.Seed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	return &Users{stats: st, client: client, classes: classes, names: names, running: map[string][]*user{}, seed: seed}, nil
+	return &Users{NewPool(names, func(ctx context.Context, class string, r *rand.Rand) {
+		loop(ctx, client, st, classes[class], r)
+	}, opts.Seed)}, nil
 }
 
 // NewClient returns an HTTP client for load: keep-alive, maxConns idle
@@ -215,96 +196,6 @@ func NewClient(maxConns int) *http.Client {
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-// Classes returns the plan's class names in plan order.
-func (u *Users) Classes() []string { return append([]string(nil), u.names...) }
-
-// Has reports whether the plan has a class of that name.
-func (u *Users) Has(name string) bool { _, ok := u.classes[name]; return ok }
-
-// Counts returns how many users of each class run.
-func (u *Users) Counts() map[string]int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	out := make(map[string]int, len(u.running))
-	for name, us := range u.running {
-		out[name] = len(us)
-	}
-	return out
-}
-
-// Total returns how many users run.
-func (u *Users) Total() int {
-	n := 0
-	for _, c := range u.Counts() {
-		n += c
-	}
-	return n
-}
-
-// SetCounts starts or stops users until each class has the given count;
-// a class not in counts goes to zero. Users of an unknown class run the
-// tasks of fallback (a class of the plan), if given.
-func (u *Users) SetCounts(ctx context.Context, counts map[string]int, fallback string) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	want := map[string]int{}
-	for name, n := range counts {
-		if n < 0 {
-			return fmt.Errorf("user count of %s is negative (%d)", name, n)
-		}
-		if _, ok := u.classes[name]; !ok {
-			if fallback == "" {
-				return fmt.Errorf("the plan has no user class %q (it has %s)", name, strings.Join(u.names, ", "))
-			}
-		}
-		want[name] = n
-	}
-	for name := range u.running {
-		if _, ok := want[name]; !ok {
-			want[name] = 0
-		}
-	}
-	for name, n := range want {
-		cls := u.classes[name]
-		if cls == nil {
-			cls = u.classes[fallback]
-		}
-		cur := u.running[name]
-		for len(cur) < n {
-			cur = append(cur, u.spawn(ctx, cls))
-		}
-		if len(cur) > n {
-			for _, us := range cur[n:] {
-				us.cancel()
-			}
-			for _, us := range cur[n:] {
-				<-us.done
-			}
-			cur = cur[:n]
-		}
-		if n == 0 {
-			delete(u.running, name)
-		} else {
-			u.running[name] = cur
-		}
-	}
-	return nil
-}
-
-func (u *Users) spawn(parent context.Context, cls *class) *user {
-	ctx, cancel := context.WithCancel(parent)
-	us := &user{cancel: cancel, done: make(chan struct{})}
-	u.seq++
-	r := rand.New(rand.NewPCG(u.seed, u.seq))
-	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		defer close(us.done)
-		loop(ctx, u.client, u.stats, cls, r)
-	}()
-	return us
 }
 
 // loop is one user's life: a task, a wait, until ctx ends.
@@ -325,19 +216,6 @@ func loop(ctx context.Context, client *http.Client, st *stats.Stats, cls *class,
 			}
 		}
 	}
-}
-
-// StopAll stops every user and waits for them.
-func (u *Users) StopAll() {
-	u.mu.Lock()
-	for _, us := range u.running {
-		for _, one := range us {
-			one.cancel()
-		}
-	}
-	u.running = map[string][]*user{}
-	u.mu.Unlock()
-	u.wg.Wait()
 }
 
 // Distribute splits n users over classes by weight, as evenly as whole

@@ -1,7 +1,6 @@
 package locust_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/go-zeromq/zmq4"
 
 	"github.com/canarylab/canarylab/loadgen"
+	"github.com/canarylab/canarylab/loadgen/internal/locusttest"
 	"github.com/canarylab/canarylab/loadgen/locust"
 )
 
@@ -230,36 +230,8 @@ func (u *fakeUsers) snapshot() (sets []map[string]int, fallbacks []string, stopA
 	return append([]map[string]int(nil), u.sets...), append([]string(nil), u.fallbacks...), u.stopAlls
 }
 
-// logBuffer collects log lines for assertions (and shows them on failure).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) count(substr string) int {
-	n := 0
-	for _, line := range strings.Split(b.String(), "\n") {
-		if strings.Contains(line, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func testLogger(t *testing.T) (*slog.Logger, *locusttest.LogBuffer) {
+	b := &locusttest.LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("LOCUST_TEST_LOG") != "" {
 			t.Logf("worker log:\n%s", b.String())
@@ -290,17 +262,6 @@ func runWorker(t *testing.T, w *locust.Worker) (stop func() error, done <-chan s
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop, finished, &err
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // checkNoLeaks fails if goroutines of the worker or of zmq4 outlive the

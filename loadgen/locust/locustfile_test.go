@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canarylab/canarylab/loadgen/internal/locusttest"
 	"github.com/canarylab/canarylab/loadgen/locust"
 	"github.com/canarylab/canarylab/loadgen/plan"
 )
@@ -76,7 +77,7 @@ func TestLocustfileText(t *testing.T) {
 
 // Locust itself loads the file and finds the plan's classes by name.
 func TestLocustfileLoadsInLocust(t *testing.T) {
-	if _, err := os.Stat(locustBin); err != nil {
+	if _, err := os.Stat(locusttest.Bin); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func TestLocustfileLoadsInLocust(t *testing.T) {
 	}
 	p := locustfilePlan(t)
 	lf := writeLocustfile(t, p)
-	out, err := exec.Command(locustBin, "-f", lf, "--list").CombinedOutput()
+	out, err := exec.Command(locusttest.Bin, "-f", lf, "--list").CombinedOutput()
 	if err != nil {
 		t.Fatalf("locust --list: %v\n%s", err, out)
 	}
@@ -99,7 +100,7 @@ func TestLocustfileLoadsInLocust(t *testing.T) {
 		t.Errorf("locust lists %q, want %q\n%s", listed, want, out)
 	}
 	// The weights as Locust computes the task ratio.
-	out, err = exec.Command(locustBin, "-f", lf, "--show-task-ratio-json").CombinedOutput()
+	out, err = exec.Command(locusttest.Bin, "-f", lf, "--show-task-ratio-json").CombinedOutput()
 	if err != nil {
 		t.Fatalf("locust --show-task-ratio-json: %v\n%s", err, out)
 	}
@@ -112,7 +113,7 @@ func TestLocustfileLoadsInLocust(t *testing.T) {
 // server: the locustfile is not only importable but runs, with the plan's
 // request names and methods.
 func TestLocustfileRunsInPython(t *testing.T) {
-	needLocust(t)
+	locusttest.NeedLocust(t)
 	mock := startMock(t)
 	p := locustfilePlan(t)
 	p.Host = mock.URL()
@@ -121,7 +122,7 @@ func TestLocustfileRunsInPython(t *testing.T) {
 	}
 	lf := writeLocustfile(t, p)
 	csvPrefix := filepath.Join(t.TempDir(), "py")
-	cmd := exec.Command(locustBin, "-f", lf, "--headless", "-u", "10", "-r", "10", "-t", "3s", "--csv", csvPrefix, "--exit-code-on-error", "0")
+	cmd := exec.Command(locusttest.Bin, "-f", lf, "--headless", "-u", "10", "-r", "10", "-t", "3s", "--csv", csvPrefix, "--exit-code-on-error", "0")
 	cmd.Dir = t.TempDir()
 	done := make(chan struct{})
 	var out []byte
@@ -137,7 +138,7 @@ func TestLocustfileRunsInPython(t *testing.T) {
 	if err != nil || strings.Contains(string(out), "Traceback") {
 		t.Fatalf("locust: %v\n%s", err, out)
 	}
-	rows := readCSV(t, csvPrefix+"_stats.csv")
+	rows := locusttest.ReadCSV(t, csvPrefix+"_stats.csv")
 	seen := map[string]int64{}
 	for _, r := range rows {
 		seen[r["Type"]+" "+r["Name"]] = atoi(t, r["Request Count"])

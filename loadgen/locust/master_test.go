@@ -4,57 +4,28 @@ package locust_test
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
 
 	"github.com/canarylab/canarylab/loadgen"
+	"github.com/canarylab/canarylab/loadgen/internal/locusttest"
 	"github.com/canarylab/canarylab/loadgen/locust"
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/loadgen/stats"
 	"github.com/canarylab/canarylab/mockserver"
 )
-
-const locustBin = "/usr/bin/locust"
-
-// needLocust skips (fails on CI) a test that needs Debian's Locust.
-func needLocust(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a real Locust master; skipped with -short")
-	}
-	if _, err := os.Stat(locustBin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required on CI (Debian package python3-locust): %v", locustBin, err)
-		}
-		t.Skipf("%s is not installed (Debian package python3-locust)", locustBin)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // startMock runs canarylab's mock server on loopback.
 func startMock(t *testing.T) *mockserver.Running {
@@ -109,107 +80,6 @@ func writeLocustfile(t *testing.T, p plan.Plan) string {
 	return path
 }
 
-// masterProc is a real Locust master in its own process group.
-type masterProc struct {
-	cmd  *exec.Cmd
-	log  *logBuffer
-	done chan struct{}
-	err  error
-}
-
-func startMaster(t *testing.T, name string, args ...string) *masterProc {
-	t.Helper()
-	m := &masterProc{log: &logBuffer{}, done: make(chan struct{})}
-	m.cmd = exec.Command(locustBin, args...)
-	m.cmd.Dir = t.TempDir()
-	m.cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		m.err = m.cmd.Wait()
-		close(m.done)
-	}()
-	t.Cleanup(func() {
-		m.kill()
-		if t.Failed() || os.Getenv("LOCUST_TEST_LOG") != "" {
-			t.Logf("%s log:\n%s", name, m.log.String())
-		}
-	})
-	return m
-}
-
-// kill SIGKILLs the master's process group and waits for it.
-func (m *masterProc) kill() {
-	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-	<-m.done
-}
-
-func (m *masterProc) waitLog(t *testing.T, timeout time.Duration, substr string) {
-	t.Helper()
-	waitUntil(t, timeout, fmt.Sprintf("master log %q", substr), func() bool { return strings.Contains(m.log.String(), substr) })
-}
-
-// exitCode waits for the master to exit by itself.
-func (m *masterProc) exitCode(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-m.done:
-	case <-time.After(timeout):
-		t.Fatalf("master did not exit within %s", timeout)
-	}
-	if m.err == nil {
-		return 0
-	}
-	if ee, ok := m.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	t.Fatalf("master: %v", m.err)
-	return -1
-}
-
-// checkMasterLog fails on the signs of a master that choked on a worker's
-// message.
-func checkMasterLog(t *testing.T, m *masterProc) {
-	t.Helper()
-	for _, bad := range []string{"Traceback", "Unhandled exception", "Uncaught exception", "KeyError",
-		"old (pre 2.0) worker", "Unknown message type", "running a different version", "Discarded report"} {
-		if strings.Contains(m.log.String(), bad) {
-			t.Errorf("master log contains %q", bad)
-		}
-	}
-}
-
-// readCSV returns the rows of a Locust CSV file as maps by column.
-func readCSV(t *testing.T, path string) []map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if len(rows) == 0 {
-		t.Fatalf("%s is empty", path)
-	}
-	var out []map[string]string
-	for _, r := range rows[1:] {
-		m := map[string]string{}
-		for i, col := range rows[0] {
-			if i < len(r) {
-				m[col] = r[i]
-			}
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 func atoi(t *testing.T, s string) int64 {
 	t.Helper()
 	n, err := strconv.ParseInt(s, 10, 64)
@@ -222,14 +92,14 @@ func atoi(t *testing.T, s string) int64 {
 // Two canarylab workers run a headless 15 s test of a real master: the
 // master's CSV totals are the workers' own totals summed.
 func TestRealMasterHeadlessRun(t *testing.T) {
-	needLocust(t)
+	locusttest.NeedLocust(t)
 	mock := startMock(t)
 	p := integrationPlan(t)
 	lf := writeLocustfile(t, p)
-	port := freePort(t)
+	port := locusttest.FreePort(t)
 	csvPrefix := filepath.Join(t.TempDir(), "run")
 	start := time.Now()
-	master := startMaster(t, "master", "-f", lf, "--master", "--master-bind-host", "127.0.0.1",
+	master := locusttest.StartMaster(t, "master", "-f", lf, "--master", "--master-bind-host", "127.0.0.1",
 		"--master-bind-port", strconv.Itoa(port), "--headless", "--expect-workers", "2",
 		"-u", "20", "-r", "10", "-t", "15s", "--csv", csvPrefix, "--host", mock.URL())
 
@@ -289,20 +159,20 @@ func TestRealMasterHeadlessRun(t *testing.T) {
 	if *errA != nil || *errB != nil {
 		t.Errorf("Run: %v, %v (want nil after the master's quit)", *errA, *errB)
 	}
-	code := master.exitCode(t, 30*time.Second)
+	code := master.ExitCode(t, 30*time.Second)
 	t.Logf("master ran %s, exit code %d", time.Since(start).Round(time.Millisecond), code)
 	if code != 1 { // 1: the test had failures (--exit-code-on-error)
 		t.Errorf("master exit code %d, want 1 (failures seen)", code)
 	}
 
-	log := master.log.String()
+	log := master.Log.String()
 	for _, w := range []*locust.Worker{wA, wB} {
 		if !strings.Contains(log, "Worker "+w.NodeID()+" (index ") || !strings.Contains(log, "reported as ready") {
 			t.Errorf("master log does not show worker %s as ready", w.NodeID())
 		}
 	}
-	master.waitLog(t, time.Second, "All users spawned")
-	checkMasterLog(t, master)
+	master.WaitLog(t, time.Second, "All users spawned")
+	master.CheckLog(t)
 	mu.Lock()
 	if len(hostsA) != 1 || hostsA[0] != mock.URL() {
 		t.Errorf("worker A built users for %q, want the master's --host %s", hostsA, mock.URL())
@@ -316,7 +186,7 @@ func TestRealMasterHeadlessRun(t *testing.T) {
 	a, b := stA.Cumulative(), stB.Cumulative()
 	merged := stA.Cumulative()
 	merged.Merge(b)
-	rows := readCSV(t, csvPrefix+"_stats.csv")
+	rows := locusttest.ReadCSV(t, csvPrefix+"_stats.csv")
 	var agg map[string]string
 	byName := map[string]map[string]string{}
 	for _, r := range rows {
@@ -360,7 +230,7 @@ func TestRealMasterHeadlessRun(t *testing.T) {
 		t.Errorf("master CSV rows %v, worker entries %d", byName, len(merged.Entries))
 	}
 	var occurrences int64
-	for _, r := range readCSV(t, csvPrefix+"_failures.csv") {
+	for _, r := range locusttest.ReadCSV(t, csvPrefix+"_failures.csv") {
 		t.Logf("master failures.csv: %v", r)
 		occurrences += atoi(t, r["Occurrences"])
 		if r["Name"] != "/flaky" || !strings.Contains(r["Error"], "HTTP 503") {
@@ -467,15 +337,15 @@ func decodeJSON(t *testing.T, resp *http.Response) map[string]any {
 // reconnect the master asks for, and a master killed and restarted on the
 // same ports, all without restarting the worker.
 func TestRealMasterStopStartReconnectRestart(t *testing.T) {
-	needLocust(t)
+	locusttest.NeedLocust(t)
 	mock := startMock(t)
 	p := integrationPlan(t)
 	lf := writeLocustfile(t, p)
-	mport, wport := freePort(t), freePort(t)
+	mport, wport := locusttest.FreePort(t), locusttest.FreePort(t)
 	args := []string{"-f", lf, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", strconv.Itoa(mport),
 		"--web-host", "127.0.0.1", "--web-port", strconv.Itoa(wport)}
 	web := fmt.Sprintf("http://127.0.0.1:%d", wport)
-	m1 := startMaster(t, "first master", args...)
+	m1 := locusttest.StartMaster(t, "first master", args...)
 
 	st := stats.New(nil)
 	var rec msgLog
@@ -505,8 +375,8 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _, _ := runWorker(t, w)
-	waitUntil(t, 30*time.Second, "the worker to join", func() bool { return w.Acks() == 1 })
-	m1.waitLog(t, 5*time.Second, "Worker "+w.NodeID()+" (index 0) reported as ready. 1 workers connected.")
+	locusttest.WaitUntil(t, 30*time.Second, "the worker to join", func() bool { return w.Acks() == 1 })
+	m1.WaitLog(t, 5*time.Second, "Worker "+w.NodeID()+" (index 0) reported as ready. 1 workers connected.")
 
 	swarm := func(users int) {
 		t.Helper()
@@ -518,7 +388,7 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	running := func(from, users int) int {
 		t.Helper()
 		var at int
-		waitUntil(t, 20*time.Second, fmt.Sprintf("%d users running", users), func() bool {
+		locusttest.WaitUntil(t, 20*time.Second, fmt.Sprintf("%d users running", users), func() bool {
 			ok, i := rec.has(from, true, locust.TypeSpawning, locust.TypeSpawningComplete)
 			if !ok || w.State() != locust.StateRunning {
 				return false
@@ -530,7 +400,7 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 			at = i
 			return n == users
 		})
-		waitUntil(t, 20*time.Second, "stats with requests", func() bool { return rec.statsWithRequests(at) })
+		locusttest.WaitUntil(t, 20*time.Second, "stats with requests", func() bool { return rec.statsWithRequests(at) })
 		return at
 	}
 
@@ -538,7 +408,7 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	mark := rec.len()
 	swarm(4)
 	running(mark, 4)
-	waitUntil(t, 10*time.Second, "the master to count requests", func() bool {
+	locusttest.WaitUntil(t, 10*time.Second, "the master to count requests", func() bool {
 		s := webGet(t, web+"/stats/requests")
 		return s["state"] == "running" && s["user_count"] == 4.0 && s["total_rps"].(float64) >= 0 && masterRequests(s) > 0
 	})
@@ -546,7 +416,7 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	// Stop: client_stopped, then registered again.
 	mark = rec.len()
 	webGet(t, web+"/stop")
-	waitUntil(t, 10*time.Second, "stop and re-registration", func() bool {
+	locusttest.WaitUntil(t, 10*time.Second, "stop and re-registration", func() bool {
 		ok, _ := rec.has(mark, true, locust.TypeStats, locust.TypeClientStopped, locust.TypeClientReady)
 		return ok && w.Acks() == 2 && w.State() == locust.StateReady
 	})
@@ -558,7 +428,7 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	mark = rec.len()
 	before := st.Cumulative().Total.NumRequests
 	swarm(2)
-	waitUntil(t, 5*time.Second, "the second test", func() bool { ok, _ := rec.has(mark, true, locust.TypeSpawningComplete); return ok })
+	locusttest.WaitUntil(t, 5*time.Second, "the second test", func() bool { ok, _ := rec.has(mark, true, locust.TypeSpawningComplete); return ok })
 	if after := st.Cumulative().Total.NumRequests; after >= before {
 		t.Errorf("statistics not reset at the second test: %d requests before, %d after its start", before, after)
 	}
@@ -568,7 +438,7 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	if !ok {
 		t.Error("the worker did not go ready → running → ready → running")
 	}
-	waitUntil(t, 10*time.Second, "the master to see 2 users", func() bool {
+	locusttest.WaitUntil(t, 10*time.Second, "the master to see 2 users", func() bool {
 		s := webGet(t, web+"/stats/requests")
 		workers, _ := s["workers"].([]any)
 		return s["user_count"] == 2.0 && len(workers) == 1 && workers[0].(map[string]any)["state"] == "running"
@@ -584,36 +454,36 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	if err := corrupt.Send(zmq4.NewMsg([]byte{0x93, 0xa1, 'x', 0xc0, 0xa1, 'y', 0xc0})); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "a reconnect", func() bool { ok, _ := rec.has(mark, false, locust.TypeReconnect); return ok })
+	locusttest.WaitUntil(t, 10*time.Second, "a reconnect", func() bool { ok, _ := rec.has(mark, false, locust.TypeReconnect); return ok })
 	_ = corrupt.Close()
-	m1.waitLog(t, time.Second, "Will reset client "+w.NodeID())
+	m1.WaitLog(t, time.Second, "Will reset client "+w.NodeID())
 	mark = rec.len()
-	waitUntil(t, 15*time.Second, "stats after the reconnect", func() bool { return rec.statsWithRequests(mark) })
+	locusttest.WaitUntil(t, 15*time.Second, "stats after the reconnect", func() bool { return rec.statsWithRequests(mark) })
 	if w.State() != locust.StateRunning || w.Acks() != 2 {
 		t.Errorf("after reconnect: state %s, %d acks", w.State(), w.Acks())
 	}
 	time.Sleep(2 * time.Second) // heartbeats keep the worker alive on the master
-	if strings.Contains(m1.log.String(), "failed to send heartbeat") {
+	if strings.Contains(m1.Log.String(), "failed to send heartbeat") {
 		t.Error("the master lost the worker's heartbeats after the reconnect")
 	}
-	checkMasterLog(t, m1)
+	m1.CheckLog(t)
 
 	// The master dies while the test runs; a new one comes up on the
 	// same ports; the worker rejoins it.
-	m1.kill()
-	waitUntil(t, 10*time.Second, "the worker to notice the dead master", func() bool {
+	m1.Kill()
+	locusttest.WaitUntil(t, 10*time.Second, "the worker to notice the dead master", func() bool {
 		return w.State() == locust.StateReady && len(userCounts()) == 0
 	})
-	m2 := startMaster(t, "second master", args...)
-	waitUntil(t, 30*time.Second, "the worker to rejoin", func() bool { return w.Acks() == 3 })
-	m2.waitLog(t, 5*time.Second, "Worker "+w.NodeID()+" (index 0) reported as ready. 1 workers connected.")
+	m2 := locusttest.StartMaster(t, "second master", args...)
+	locusttest.WaitUntil(t, 30*time.Second, "the worker to rejoin", func() bool { return w.Acks() == 3 })
+	m2.WaitLog(t, 5*time.Second, "Worker "+w.NodeID()+" (index 0) reported as ready. 1 workers connected.")
 	if !strings.Contains(wlog.String(), "lost the connection to the Locust master") {
 		t.Error("no log line about the lost master")
 	}
 	mark = rec.len()
 	swarm(3)
 	running(mark, 3)
-	waitUntil(t, 10*time.Second, "the new master to count requests", func() bool {
+	locusttest.WaitUntil(t, 10*time.Second, "the new master to count requests", func() bool {
 		return masterRequests(webGet(t, web+"/stats/requests")) > 0
 	})
 
@@ -621,8 +491,8 @@ func TestRealMasterStopStartReconnectRestart(t *testing.T) {
 	if err := stop(); err != context.Canceled {
 		t.Errorf("Run = %v", err)
 	}
-	m2.waitLog(t, 5*time.Second, "Worker '"+w.NodeID()+"' (index 0) quit.")
-	checkMasterLog(t, m2)
+	m2.WaitLog(t, 5*time.Second, "Worker '"+w.NodeID()+"' (index 0) quit.")
+	m2.CheckLog(t)
 	checkNoLeaks(t)
 }
 
@@ -654,13 +524,13 @@ func nonZero(m map[string]int) map[string]int {
 // handover), so the worker registers under a fresh one and serves the
 // next test.
 func TestRealMasterHalfOpenConnection(t *testing.T) {
-	needLocust(t)
+	locusttest.NeedLocust(t)
 	mock := startMock(t)
 	p := integrationPlan(t)
 	lf := writeLocustfile(t, p)
-	mport, wport := freePort(t), freePort(t)
+	mport, wport := locusttest.FreePort(t), locusttest.FreePort(t)
 	web := fmt.Sprintf("http://127.0.0.1:%d", wport)
-	m := startMaster(t, "master", "-f", lf, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", strconv.Itoa(mport),
+	m := locusttest.StartMaster(t, "master", "-f", lf, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", strconv.Itoa(mport),
 		"--web-host", "127.0.0.1", "--web-port", strconv.Itoa(wport))
 	px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", mport))
 	st := stats.New(nil)
@@ -677,32 +547,32 @@ func TestRealMasterHalfOpenConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, _, _ := runWorker(t, w)
-	waitUntil(t, 30*time.Second, "the worker to join", func() bool { return w.Acks() == 1 })
+	locusttest.WaitUntil(t, 30*time.Second, "the worker to join", func() bool { return w.Acks() == 1 })
 	first := w.NodeID()
 	swarm := url.Values{"user_count": {"2"}, "spawn_rate": {"2"}, "host": {mock.URL()}}
 	webPost(t, web+"/swarm", swarm)
-	waitUntil(t, 10*time.Second, "stats with requests", func() bool { return rec.statsWithRequests(0) })
+	locusttest.WaitUntil(t, 10*time.Second, "stats with requests", func() bool { return rec.statsWithRequests(0) })
 
 	px.breakDownstream()
-	waitUntil(t, 15*time.Second, "a registration under a fresh identity", func() bool { return w.Acks() == 2 })
+	locusttest.WaitUntil(t, 15*time.Second, "a registration under a fresh identity", func() bool { return w.Acks() == 2 })
 	second := w.NodeID()
 	if second == first {
 		t.Fatalf("still %s", first)
 	}
-	m.waitLog(t, 5*time.Second, "Worker "+second+" (index 1) reported as ready")
-	m.waitLog(t, 10*time.Second, "Worker "+first+" failed to send heartbeat, setting state to missing.")
+	m.WaitLog(t, 5*time.Second, "Worker "+second+" (index 1) reported as ready")
+	m.WaitLog(t, 10*time.Second, "Worker "+first+" failed to send heartbeat, setting state to missing.")
 	if !strings.Contains(wlog.String(), "registering under a fresh identity") {
 		t.Error("no log line about the fresh identity")
 	}
 	mark := rec.len()
 	webPost(t, web+"/swarm", swarm)
-	waitUntil(t, 15*time.Second, "stats with requests after the rejoin", func() bool { return rec.statsWithRequests(mark) })
-	waitUntil(t, 10*time.Second, "the master to count requests", func() bool {
+	locusttest.WaitUntil(t, 15*time.Second, "stats with requests after the rejoin", func() bool { return rec.statsWithRequests(mark) })
+	locusttest.WaitUntil(t, 10*time.Second, "the master to count requests", func() bool {
 		s := webGet(t, web+"/stats/requests")
 		return s["user_count"] == 2.0 && masterRequests(s) > 0
 	})
 	_ = stop()
-	checkMasterLog(t, m)
+	m.CheckLog(t)
 	px.close()
 	checkNoLeaks(t)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canarylab/canarylab/loadgen/internal/locusttest"
 	"github.com/canarylab/canarylab/loadgen/locust"
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/loadgen/stats"
@@ -23,7 +24,7 @@ func twoClassPlan() plan.Plan {
 }
 
 // fastConfig has short intervals so tests take little time.
-func fastConfig(t *testing.T, addr string, users locust.Users) (locust.Config, *logBuffer) {
+func fastConfig(t *testing.T, addr string, users locust.Users) (locust.Config, *locusttest.LogBuffer) {
 	logger, logs := testLogger(t)
 	return locust.Config{
 		MasterAddr:        addr,
@@ -128,7 +129,7 @@ func TestJoinResendsClientReadyUntilAcked(t *testing.T) {
 		t.Errorf("client_ready resent after %s, want the ack timeout (300ms)", d)
 	}
 	m.send(w.NodeID(), locust.TypeAck, map[string]any{"index": 3})
-	waitUntil(t, 5*time.Second, "the ack", func() bool { return w.Index() == 3 && w.Acks() == 1 })
+	locusttest.WaitUntil(t, 5*time.Second, "the ack", func() bool { return w.Index() == 3 && w.Acks() == 1 })
 	n := m.count(locust.TypeClientReady)
 	hb := dataMap(t, m.next(locust.TypeHeartbeat))
 	hb = dataMap(t, m.next(locust.TypeHeartbeat))
@@ -273,7 +274,7 @@ func TestSpawnRampStopAndStartAgain(t *testing.T) {
 	if got := countsOf(t, sc["user_classes_count"]); !reflect.DeepEqual(got, map[string]int{"A": 1, "B": 1, "Zed": 3}) {
 		t.Errorf("spawning_complete counts %v", got)
 	}
-	if n := logs.count("class=Zed"); n != 1 {
+	if n := logs.Count("class=Zed"); n != 1 {
 		t.Errorf("%d log lines about Zed, want 1 warning", n)
 	}
 	sets, fallbacks, _ := users.snapshot()
@@ -312,9 +313,9 @@ func TestSpawnRampStopAndStartAgain(t *testing.T) {
 	}
 	m.next(locust.TypeClientStopped)
 	m.next(locust.TypeClientReady)
-	waitUntil(t, time.Second, "state ready", func() bool { return w.State() == locust.StateReady })
+	locusttest.WaitUntil(t, time.Second, "state ready", func() bool { return w.State() == locust.StateReady })
 	m.send(id, locust.TypeAck, map[string]any{"index": 0})
-	waitUntil(t, time.Second, "the second ack", func() bool { return w.Acks() == 2 })
+	locusttest.WaitUntil(t, time.Second, "the second ack", func() bool { return w.Acks() == 2 })
 	time.Sleep(300 * time.Millisecond)
 	for _, g := range m.since() {
 		if g.m.Type == locust.TypeStats {
@@ -350,7 +351,7 @@ func TestStopWaitsStopTimeoutBeforeReady(t *testing.T) {
 	m.next(locust.TypeSpawningComplete)
 	m.send(w.NodeID(), locust.TypeStop, nil)
 	stopped := m.next(locust.TypeClientStopped)
-	waitUntil(t, time.Second, "state stopped", func() bool { return w.State() == locust.StateStopped })
+	locusttest.WaitUntil(t, time.Second, "state stopped", func() bool { return w.State() == locust.StateStopped })
 	if hb := dataMap(t, m.next(locust.TypeHeartbeat)); hb["state"] != "stopped" {
 		t.Errorf("heartbeat state %v while waiting", hb["state"])
 	}
@@ -452,7 +453,7 @@ func TestIgnoresGarbageAndUnknownMessages(t *testing.T) {
 		t.Fatalf("Run ended: %v", *runErr)
 	default:
 	}
-	if logs.count("my_custom_message") != 1 || logs.count("not a message") != 2 {
+	if logs.Count("my_custom_message") != 1 || logs.Count("not a message") != 2 {
 		t.Errorf("log:\n%s", logs.String())
 	}
 	_ = stop()
@@ -477,15 +478,15 @@ func TestReconnectMessage(t *testing.T) {
 	m.next(locust.TypeClientReady)
 	m.send(id, locust.TypeReconnect, nil)
 	m.next(locust.TypeClientReady)
-	waitUntil(t, 5*time.Second, "a second connection", func() bool { return p.accepted.Load() == 2 })
+	locusttest.WaitUntil(t, 5*time.Second, "a second connection", func() bool { return p.accepted.Load() == 2 })
 	m.send(id, locust.TypeAck, map[string]any{"index": 1})
-	waitUntil(t, 5*time.Second, "the ack", func() bool { return w.Acks() == 1 })
+	locusttest.WaitUntil(t, 5*time.Second, "the ack", func() bool { return w.Acks() == 1 })
 
 	m.send(id, locust.TypeSpawn, spawnData(1.5, map[string]int{"A": 2}))
 	m.next(locust.TypeSpawningComplete)
 	n := m.count(locust.TypeClientReady)
 	m.send(id, locust.TypeReconnect, nil)
-	waitUntil(t, 5*time.Second, "a third connection", func() bool { return p.accepted.Load() == 3 })
+	locusttest.WaitUntil(t, 5*time.Second, "a third connection", func() bool { return p.accepted.Load() == 3 })
 	m.next(locust.TypeHeartbeat)
 	m.next(locust.TypeStats)
 	hb := dataMap(t, m.next(locust.TypeHeartbeat))
@@ -518,7 +519,7 @@ func TestRejoinsRestartedMaster(t *testing.T) {
 	cfg.Stats.Success("GET", "/lost", time.Millisecond, 1)
 
 	m.close() // the master dies
-	waitUntil(t, 5*time.Second, "the worker to notice", func() bool {
+	locusttest.WaitUntil(t, 5*time.Second, "the worker to notice", func() bool {
 		return w.State() == locust.StateReady && len(users.Counts()) == 0
 	})
 	time.Sleep(100 * time.Millisecond) // it keeps trying to connect meanwhile
@@ -528,7 +529,7 @@ func TestRejoinsRestartedMaster(t *testing.T) {
 		t.Errorf("rejoin: %+v", r)
 	}
 	m2.send(id, locust.TypeAck, map[string]any{"index": 0})
-	waitUntil(t, 5*time.Second, "the second ack", func() bool { return w.Acks() == 2 })
+	locusttest.WaitUntil(t, 5*time.Second, "the second ack", func() bool { return w.Acks() == 2 })
 	if hb := dataMap(t, m2.next(locust.TypeHeartbeat)); hb["state"] != "ready" {
 		t.Errorf("state after rejoin %v", hb["state"])
 	}
@@ -553,12 +554,12 @@ func TestRejoinsAfterBrokenConnection(t *testing.T) {
 	stop, _, _ := runWorker(t, w)
 	m.next(locust.TypeClientReady)
 	m.send(w.NodeID(), locust.TypeAck, map[string]any{"index": 0})
-	waitUntil(t, 5*time.Second, "ack", func() bool { return w.Acks() == 1 })
+	locusttest.WaitUntil(t, 5*time.Second, "ack", func() bool { return w.Acks() == 1 })
 	for i := 2; i <= 4; i++ {
 		p.breakAll()
 		m.next(locust.TypeClientReady)
 		m.send(w.NodeID(), locust.TypeAck, map[string]any{"index": 0})
-		waitUntil(t, 5*time.Second, fmt.Sprintf("ack %d", i), func() bool { return w.Acks() == i })
+		locusttest.WaitUntil(t, 5*time.Second, fmt.Sprintf("ack %d", i), func() bool { return w.Acks() == i })
 	}
 	_ = stop()
 	p.close()
@@ -575,7 +576,7 @@ func TestNoMasterEndsWithContext(t *testing.T) {
 	if err := w.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Run = %v", err)
 	}
-	if logs.count("cannot reach the Locust master") < 2 {
+	if logs.Count("cannot reach the Locust master") < 2 {
 		t.Errorf("log:\n%s", logs)
 	}
 	if err := w.Run(context.Background()); err == nil {
@@ -698,11 +699,11 @@ func TestFreshIdentityWhenTheMasterIgnoresTheWorker(t *testing.T) {
 			}
 		}
 		m.send(c.id, locust.TypeAck, map[string]any{"index": 1})
-		waitUntil(t, 5*time.Second, "the ack", func() bool { return w.Acks() == 1 && w.NodeID() == c.id })
+		locusttest.WaitUntil(t, 5*time.Second, "the ack", func() bool { return w.Acks() == 1 && w.NodeID() == c.id })
 		if hb := m.next(locust.TypeHeartbeat); hb.id != c.id {
 			t.Errorf("heartbeat from %q", hb.id)
 		}
-		if logs.count("fresh identity") != 1 {
+		if logs.Count("fresh identity") != 1 {
 			t.Errorf("log:\n%s", logs)
 		}
 		_ = stop()
