@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"strconv"
 	"time"
 )
 
@@ -244,7 +242,9 @@ func (m *Machine) Target() string { return m.target }
 // Fatal returns why the machine stopped for good ("" while it runs).
 func (m *Machine) Fatal() string { return m.fatal }
 
-func (m *Machine) skipAnalysis() bool { return m.cfg.Canary.SkipAnalysis || m.cfg.Canary.Analysis == nil }
+func (m *Machine) skipAnalysis() bool {
+	return m.cfg.Canary.SkipAnalysis || m.cfg.Canary.Analysis == nil
+}
 
 func (m *Machine) v136() bool { return m.cfg.Version == V1_36 }
 
@@ -741,13 +741,8 @@ func (m *Machine) setCondition(phase Phase, now time.Time) {
 		LastUpdateTime: m.now, LastTransitionTime: now}}
 }
 
-// checksum is the payload checksum: a hash of the tracked configs (none
-// here) and the last applied revision, shaped as Flagger's.
-func (m *Machine) checksum() string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte("{\"TrackedConfigs\":null,\"LastAppliedSpec\":\"" + m.status.LastAppliedSpec + "\"}"))
-	return strconv.FormatUint(uint64(h.Sum32()), 10)
-}
+// checksum is the payload checksum of the current revision.
+func (m *Machine) checksum() string { return Checksum(nil, m.status.LastAppliedSpec) }
 
 // Events.
 
