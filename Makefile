@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 # Debian packages the tests and benchmarks use.
 APT_DEPS  := prometheus wrk python3-locust
 
-.PHONY: all build test test-unit test-deps bench lint fuzz mock clean help
+.PHONY: all build demo test test-e2e test-unit test-deps bench lint fuzz mock clean help
 
 all: lint build test
 
@@ -21,11 +21,21 @@ help: ## list the targets
 build: ## build bin/canarylab
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/canarylab
 
+demo: build ## run the success and failure-errors scenarios on the embedded engine, 30× real time (about 40 s)
+	$(BIN) run --speed 30 success failure-errors
+
 mock: build ## start the mock server with the broken-canary example (Ctrl-C stops it)
 	$(BIN) mock --config mockserver/examples/broken-canary.yaml --version-label canary
 
-test: ## unit and integration tests with the race detector (integration needs `make test-deps`)
+test: ## unit and integration tests with the race detector, then every ready scenario end to end (integration needs `make test-deps`)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) --no-print-directory test-e2e
+
+# The ready scenarios run time-scaled (30×) on the embedded engine; the race
+# detector slows the data path too much for that, so they run without it
+# (TestEngineUnderRace covers the engine's concurrency with -race above).
+test-e2e: ## every ready scenario end to end on the embedded engine (about a minute)
+	$(GO) test -count=1 -timeout 10m -run 'TestReadyScenarios' ./orchestrator/local/
 
 test-unit: ## unit tests only (no external peers)
 	$(GO) test -race -count=1 -short $(PKGS)

@@ -32,6 +32,7 @@ func newRootCmd(info buildInfo) *cobra.Command {
 		Long: `canarylab shows and tests how a canary analysis (Flagger on Istio) reacts when a new
 version is healthy, slow or broken.
 
+  canarylab run       run a canary scenario end to end and check its outcome (no cluster needed)
   canarylab mock      a flexible HTTP mock server with latency, errors and connection faults
   canarylab load      HTTP load from a plan: closed or open model, Locust-compatible statistics`,
 		SilenceUsage:  true,
@@ -40,7 +41,8 @@ version is healthy, slow or broken.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newMockCmd(), newLoadCmd(), newVersionCmd(info))
+	root.AddCommand(newRunCmd(), newValidateCmd(), newSchemaCmd(), newScenariosCmd(),
+		newMockCmd(), newLoadCmd(), newVersionCmd(info))
 	return root
 }
 

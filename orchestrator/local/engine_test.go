@@ -2,8 +2,10 @@ package local
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +75,90 @@ func TestReadyScenarios(t *testing.T) {
 				t.Errorf("%s: outcome %s, expectations not met", name, run.Outcome)
 			}
 		})
+	}
+}
+
+// A light scenario with the race detector on: the engine's goroutines
+// (load, scraper, servers, ticks, actions) and their shutdown, checked for
+// races and for leaks.
+func TestEngineUnderRace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("an end-to-end run of about 10 s; skipped with -short")
+	}
+	s, err := scenario.Parse([]byte(`apiVersion: canarylab.dev/v1alpha1
+kind: Scenario
+metadata: {name: light}
+canary: {latency: 2ms}
+load: {rate: 5}
+analysis:
+  interval: 10s
+  threshold: 2
+  stepWeight: 50
+  metrics:
+  - {name: request-success-rate, interval: 30s, thresholdRange: {min: 99}}
+  webhooks:
+  - {name: gate, type: confirm-rollout, url: "http://flagger-loadtester.test/gate/check"}
+  - {name: events, type: event, url: "http://flagger-loadtester.test/"}
+actions:
+- {at: 0s, do: openGate}
+- {at: 15s, do: setCanary, canary: {latency: 3ms}}
+expect:
+  outcome: Succeeded
+  events:
+    include: ["^Confirm-rollout check gate passed$"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	e, err := New(Options{Speed: 10, Seed: 3, ScrapeInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live strings.Builder
+	rec := report.NewRecorder(s, "", Name, 10, report.NewLive(&live, 2, 0))
+	start := time.Now()
+	run := rec.Finish(s, time.Since(start), e.Run(context.Background(), s, rec))
+	if !run.Passed {
+		var sum strings.Builder
+		report.Summary(&sum, run)
+		t.Fatalf("live view:\n%s\n%s", live.String(), sum.String())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines outlived the run (%d before):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// Ctrl-C (the context's end) stops a run at once and everything it
+// started.
+func TestEngineStopsOnCancel(t *testing.T) {
+	data, _ := scenarios.Get("success")
+	s, err := scenario.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	e, _ := New(Options{Speed: 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	start := time.Now()
+	err = e.Run(ctx, s, report.NewRecorder(s, "", Name, 10, nil))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v, want context.Canceled", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Run took %s to stop after its context ended", took)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines outlived the cancelled run", n-before)
 	}
 }
