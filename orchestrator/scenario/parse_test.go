@@ -43,7 +43,9 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 		{"interval under 10s and threshold 0", func(s string) string {
 			return strings.Replace(s, "interval: 1m\n  threshold: 5", "interval: 5s\n  threshold: 0", 1)
 		}, []string{"analysis.interval: 5s is under Flagger's minimum of 10s", "analysis.threshold: must be 1 or more"}},
-		{"interval not the CRD's pattern", func(s string) string { return strings.Replace(s, "interval: 1m\n  threshold", "interval: 1h\n  threshold", 1) },
+		{"interval not the CRD's pattern", func(s string) string {
+			return strings.Replace(s, "interval: 1m\n  threshold", "interval: 1h\n  threshold", 1)
+		},
 			[]string{`analysis.interval: "1h" must be whole seconds or minutes`}},
 		{"missing template", func(s string) string {
 			return strings.Replace(s, "  - name: request-success-rate\n", "  - name: my metric\n    templateRef: {name: nope}\n  - name: request-success-rate\n", 1)
