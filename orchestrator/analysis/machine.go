@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"text/template"
 	"time"
 )
 
@@ -146,6 +147,9 @@ type Machine struct {
 	tick       *Tick
 	eventPhase Phase
 	observing  bool
+
+	parsed map[string]*template.Template
+	tvars  TemplateVars
 }
 
 // New returns a machine for a Canary that has just been created (phase
@@ -176,7 +180,7 @@ func New(cfg Config, env Env) (*Machine, error) {
 	if cfg.Speed <= 0 {
 		cfg.Speed = 1
 	}
-	m := &Machine{cfg: cfg, env: env, target: "1", templates: map[string]MetricTemplate{}}
+	m := &Machine{cfg: cfg, env: env, target: "1", templates: map[string]MetricTemplate{}, parsed: map[string]*template.Template{}}
 	if c.Analysis != nil {
 		m.an = *c.Analysis
 	}

@@ -69,7 +69,17 @@ func Collapse(q string) string { return spaces.ReplaceAllString(q, " ") }
 // Render renders a query template with Flagger's variables (RenderQuery:
 // text/template, functions for every variable, missing keys are errors).
 func Render(query string, vars TemplateVars) (string, error) {
-	t, err := template.New("tmpl").Funcs(template.FuncMap{
+	t, err := parseQuery(query, &vars)
+	if err != nil {
+		return "", err
+	}
+	return execute(t)
+}
+
+// parseQuery parses a query template whose variable functions read *vars
+// when it executes.
+func parseQuery(query string, vars *TemplateVars) (*template.Template, error) {
+	return template.New("tmpl").Funcs(template.FuncMap{
 		"name":      func() string { return vars.Name },
 		"namespace": func() string { return vars.Namespace },
 		"service":   func() string { return vars.Service },
@@ -79,14 +89,29 @@ func Render(query string, vars TemplateVars) (string, error) {
 		"interval":  func() string { return vars.Interval },
 		"variables": func() map[string]string { return vars.Variables },
 	}).Option("missingkey=error").Parse(query)
-	if err != nil {
-		return "", err
-	}
+}
+
+func execute(t *template.Template) (string, error) {
 	var b strings.Builder
 	if err := t.Execute(&b, nil); err != nil {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// render renders a query with the machine's variables, parsing each
+// query text once: a run renders the same few queries every tick.
+func (m *Machine) render(query string, vars TemplateVars) (string, error) {
+	t, ok := m.parsed[query]
+	if !ok {
+		var err error
+		if t, err = parseQuery(query, &m.tvars); err != nil {
+			return "", err
+		}
+		m.parsed[query] = t
+	}
+	m.tvars = vars
+	return execute(t)
 }
 
 // TemplateVars are the variables a query template sees.
@@ -191,7 +216,7 @@ func (m *Machine) check(mt Metric, counted bool, fn func(Metric, bool) (bool, bo
 
 // query runs a rendered query and records the check.
 func (m *Machine) query(mt Metric, provider *MetricProvider, q string) (*Check, float64, error) {
-	ch := Check{Metric: mt.Name, Query: strings.TrimSpace(Collapse(q)), Counted: true}
+	ch := Check{Metric: mt.Name, Query: strings.Join(strings.Fields(q), " "), Counted: true}
 	if r := mt.ThresholdRange; r != nil {
 		ch.Min, ch.Max = r.Min, r.Max
 	}
@@ -225,7 +250,7 @@ func (m *Machine) builtinCheck(mt Metric, emit bool) (bool, bool) {
 	vars := m.vars(mt.Interval, mt.TemplateVariables)
 	switch {
 	case mt.Name == RequestSuccessRate:
-		q, _ := Render(BuiltinQueries[RequestSuccessRate], vars)
+		q, _ := m.render(BuiltinQueries[RequestSuccessRate], vars)
 		ch, val, err := m.query(mt, nil, q)
 		ch.Unit = "%"
 		if err != nil {
@@ -253,7 +278,7 @@ func (m *Machine) builtinCheck(mt Metric, emit bool) (bool, bool) {
 		ch.Passed = true
 		return true, true
 	case mt.Name == RequestDuration:
-		q, _ := Render(BuiltinQueries[RequestDuration], vars)
+		q, _ := m.render(BuiltinQueries[RequestDuration], vars)
 		ch, v, err := m.query(mt, nil, q)
 		ch.Unit = "ms"
 		if err != nil {
@@ -283,7 +308,7 @@ func (m *Machine) builtinCheck(mt Metric, emit bool) (bool, bool) {
 		ch.Passed = true
 		return true, true
 	case mt.Query != "":
-		q, err := Render(mt.Query, vars)
+		q, err := m.render(mt.Query, vars)
 		if err != nil {
 			m.tick.Checks = append(m.tick.Checks, Check{Metric: mt.Name, Error: err.Error(), Counted: true})
 			say(m.errorf, "Prometheus query failed for %s: %v", mt.Name, err)
@@ -356,7 +381,7 @@ func (m *Machine) templateCheck(mt Metric, emit bool) (bool, bool) {
 		m.tick.Checks = append(m.tick.Checks, Check{Metric: mt.Name, Error: err.Error(), Counted: true})
 		return false, true
 	}
-	q, err := Render(t.Spec.Query, m.vars(mt.Interval, mt.TemplateVariables))
+	q, err := m.render(t.Spec.Query, m.vars(mt.Interval, mt.TemplateVariables))
 	if err != nil {
 		say(m.errorf, "Metric template %s.%s query render error: %v", t.Metadata.Name, ns, err)
 		m.tick.Checks = append(m.tick.Checks, Check{Metric: mt.Name, Error: err.Error(), Counted: true})

@@ -231,6 +231,10 @@ func Evaluate(s *scenario.Scenario, run *Run) []Expectation {
 		m := firstMatch(run.Events, re)
 		add("event", "excludes /"+re+"/", orNone(m), m == "")
 	}
+	if seq := e.Events.Sequence; len(seq) > 0 {
+		got, ok := matchSequence(run.Events, seq)
+		add("event sequence", fmt.Sprintf("%d events in order", len(seq)), got, ok)
+	}
 	for _, me := range e.Metrics {
 		var vals []float64
 		for _, t := range run.Ticks {
@@ -250,6 +254,24 @@ func Evaluate(s *scenario.Scenario, run *Run) []Expectation {
 		add("metric "+me.Name, want, fmt.Sprintf("%d values in [%.4g, %.4g]", len(vals), lo, hi), ok)
 	}
 	return out
+}
+
+// matchSequence matches the patterns against the events in order, and
+// says how far it got.
+func matchSequence(events []Event, seq []string) (string, bool) {
+	i := 0
+	for _, e := range events {
+		if i == len(seq) {
+			break
+		}
+		if rx, err := regexp.Compile(seq[i]); err == nil && rx.MatchString(e.Message) {
+			i++
+		}
+	}
+	if i == len(seq) {
+		return "all in order", true
+	}
+	return fmt.Sprintf("matched %d, then nothing matched /%s/", i, seq[i]), false
 }
 
 func firstMatch(events []Event, re string) string {

@@ -384,6 +384,11 @@ func (s *Scenario) validateExpect(v *validator) {
 			v.add(fmt.Sprintf("expect.events.exclude[%d]", i), "%q is not an RE2 regular expression: %v", re, err)
 		}
 	}
+	for i, re := range e.Events.Sequence {
+		if _, err := regexp.Compile(re); err != nil {
+			v.add(fmt.Sprintf("expect.events.sequence[%d]", i), "%q is not an RE2 regular expression: %v", re, err)
+		}
+	}
 	for i, m := range e.Metrics {
 		p := fmt.Sprintf("expect.metrics[%d]", i)
 		if !slices.ContainsFunc(s.Analysis.Metrics, func(am analysis.Metric) bool { return am.Name == m.Name }) {

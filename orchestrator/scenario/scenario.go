@@ -150,10 +150,16 @@ type DurationRange struct {
 	Max *Duration `json:"max,omitempty"`
 }
 
-// EventExpect lists event patterns.
+// EventExpect lists event patterns (regular expressions, RE2, matched
+// against event messages).
 type EventExpect struct {
+	// Include: each must match some event.
 	Include []string `json:"include,omitempty"`
+	// Exclude: none may match any event.
 	Exclude []string `json:"exclude,omitempty"`
+	// Sequence must match events in this order (other events may come
+	// between them).
+	Sequence []string `json:"sequence,omitempty"`
 }
 
 // MetricExpect bounds the values a metric check observed.
