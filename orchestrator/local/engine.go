@@ -126,9 +126,9 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 	defer cancel()
 
 	start := time.Now()
-	obs.Started(&report.Run{Started: start, Interval: interval})
+	obs.Started(&report.Run{Started: start, Interval: interval, Router: w.routerURL})
 	if e.opts.LoadExternal {
-		obs.Note(0, "load is external: send it to "+w.routerURL)
+		obs.Note(0, "load is external: send it to "+w.routerURL+" (e.g. canarylab load --master HOST:PORT --host "+w.routerURL+")")
 	}
 	w.startLoad(ctx, s, speed, obs)
 

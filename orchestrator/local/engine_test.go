@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canarylab/canarylab/loadgen"
+	"github.com/canarylab/canarylab/loadgen/plan"
+	"github.com/canarylab/canarylab/loadgen/stats"
 	"github.com/canarylab/canarylab/orchestrator/report"
 	"github.com/canarylab/canarylab/orchestrator/scenario"
 	"github.com/canarylab/canarylab/scenarios"
@@ -160,5 +163,68 @@ func TestEngineStopsOnCancel(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines outlived the cancelled run", n-before)
+	}
+}
+
+// startedRouter captures the router's URL when the run starts.
+type startedRouter struct {
+	report.Observer
+	url chan string
+}
+
+func (o startedRouter) Started(r *report.Run) {
+	o.Observer.Started(r)
+	o.url <- r.Router
+}
+
+// With --load-external the engine sends nothing: another load generator
+// (here loadgen in the test, as a Locust master's workers would) drives
+// the router it announces.
+func TestExternalLoadDrivesTheRouter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("an end-to-end run of about 7 s; skipped with -short")
+	}
+	s, err := scenario.Parse([]byte(`apiVersion: canarylab.dev/v1alpha1
+kind: Scenario
+metadata: {name: external}
+load: {rate: 20}
+analysis:
+  interval: 10s
+  threshold: 1
+  stepWeight: 50
+  metrics:
+  - {name: request-success-rate, interval: 30s, thresholdRange: {min: 99}}
+expect: {outcome: Succeeded}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Speed: 10, ScrapeInterval: time.Second, LoadExternal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := report.NewRecorder(s, "", Name, 10, nil)
+	obs := startedRouter{rec, make(chan string, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- e.Run(ctx, s, obs) }()
+	url := <-obs.url
+	st := stats.New(nil)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		_, _ = loadgen.RunOpen(ctx, plan.Default(), st, loadgen.Options{Host: url}, loadgen.OpenOptions{Stages: loadgen.ConstantRate(100, time.Minute)})
+	}()
+	err = <-done
+	cancel()
+	<-loadDone
+	run := rec.Finish(s, time.Since(start), err)
+	if !run.Passed || st.Cumulative().Total.NumRequests < 100 {
+		t.Fatalf("outcome %s (error %q), %d external requests; notes %q", run.Outcome, run.Error, st.Cumulative().Total.NumRequests, run.Notes)
+	}
+	if !strings.Contains(strings.Join(run.Notes, "\n"), "load is external: send it to "+url) {
+		t.Errorf("notes %q do not tell where to send the load", run.Notes)
 	}
 }

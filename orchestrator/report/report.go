@@ -48,7 +48,9 @@ type Run struct {
 	Canary  string  `json:"canary"`
 	// Interval is the analysis interval (scenario time).
 	Interval time.Duration `json:"interval"`
-	Started  time.Time     `json:"started"`
+	// Router is the URL the load goes to (the local engine's router).
+	Router  string    `json:"router,omitempty"`
+	Started time.Time `json:"started"`
 	// Elapsed is the run's real (wall clock) time.
 	Elapsed time.Duration `json:"elapsed"`
 	// Outcome is Succeeded, Failed, Timeout or Error.
@@ -111,6 +113,7 @@ func (r *Recorder) Started(run *Run) {
 	r.mu.Lock()
 	r.run.Started = run.Started
 	r.run.Interval = run.Interval
+	r.run.Router = run.Router
 	merged := r.run
 	r.mu.Unlock()
 	if r.next != nil {
