@@ -245,8 +245,9 @@ fds_of() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 # miss most of the busy time of a process that wakes thousands of times a
 # second (the open model). A process that started and ended in between is
 # counted in its parent's cutime when the parent waits for it.
+# (cat fails when a process ends between the glob and its read: not an error.)
 others_ticks() {
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v self="$$" -v skip=" $* " '
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v self="$$" -v skip=" $* " '
 		{ pid = $1; line = $0; sub(/^.*\) /, "", line); split(line, f, " ")
 		  if (pid == self || index(skip, " " pid " ")) next
 		  t += f[12] + f[13] + f[14] + f[15] }

@@ -8,7 +8,9 @@ package loadgen
 //     and the µs HDR histogram), from one goroutine and from many.
 //   - UserLoop*: one iteration of a user's loop (pick a task, send it, read
 //     the answer, record it, compute the wait) against an in-process
-//     net/http server on 127.0.0.1 that answers what bench/baseline answers;
+//     net/http server on 127.0.0.1 that answers what bench/baseline answers,
+//     through fasthttp (and *NetHTTP: through net/http, as the open model
+//     and injected clients do);
 //     the server's own work is in the numbers too, so compare rows with each
 //     other, not with bench/loadgen.sh's requests per CPU-second.
 //   - OpenDispatch: the open model's dispatcher flat out (every arrival
@@ -23,7 +25,6 @@ package loadgen
 
 import (
 	"context"
-	"github.com/canarylab/canarylab/bench/bare"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -33,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canarylab/canarylab/bench/bare"
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/loadgen/stats"
 )
@@ -89,8 +91,9 @@ func BenchmarkEntryLog(b *testing.B) {
 }
 
 // benchUsers compiles the plan for the in-process server and returns its
-// one class, a client as NewUsers makes it, and empty statistics.
-func benchUsers(b *testing.B, doc string) (*class, *http.Client, *stats.Stats) {
+// one class, a client as NewUsers makes it, and empty statistics; with
+// lean, its requests are compiled for fasthttp, as NewUsers does.
+func benchUsers(b *testing.B, doc string, lean bool) (*class, *http.Client, *stats.Stats) {
 	b.Helper()
 	srv := httptest.NewServer(bare.Handler())
 	b.Cleanup(srv.Close)
@@ -104,15 +107,33 @@ func benchUsers(b *testing.B, doc string) (*class, *http.Client, *stats.Stats) {
 	}
 	client := NewClient(1024)
 	b.Cleanup(client.CloseIdleConnections)
-	return classes[names[0]], client, stats.New(nil)
+	cls := classes[names[0]]
+	if lean {
+		pools := map[string]*fastPool{}
+		for i := range cls.targets {
+			cls.targets[i].fast = compileFast(&cls.targets[i], pools)
+		}
+		b.Cleanup(func() {
+			for _, p := range pools {
+				p.resume()
+			}
+		})
+	}
+	return cls, client, stats.New(nil)
 }
 
 // iterate is the body of loop (users.go), once: a task, its request, the
 // wait it asks for (not slept).
-func iterate(ctx context.Context, b *testing.B, client *http.Client, st *stats.Stats, cls *class, r *rand.Rand) {
+func iterate(ctx context.Context, b *testing.B, client *http.Client, fu *fastUser, st *stats.Stats, cls *class, r *rand.Rand) {
 	t := cls.pick(r)
 	start := time.Now()
-	if !do(ctx, client, st, t, start) {
+	var ok bool
+	if t.fast != nil {
+		ok = doFast(ctx, fu, st, t, start)
+	} else {
+		ok = do(ctx, client, st, t, start)
+	}
+	if !ok {
 		b.Fatal("request cancelled")
 	}
 	_ = cls.wait.Next(time.Since(start), r.Float64())
@@ -142,46 +163,46 @@ users:
   - {weight: 1, request: {method: POST, path: /orders, headers: {Content-Type: application/json}, body: '{"item": 42, "quantity": 1}'}}
 `
 
-func BenchmarkUserLoop(b *testing.B) {
-	cls, client, st := benchUsers(b, benchPlanOne)
+func benchUserLoop(b *testing.B, doc string, lean bool) {
+	cls, client, st := benchUsers(b, doc, lean)
 	r := rand.New(rand.NewPCG(1, 2))
 	ctx := context.Background()
-	iterate(ctx, b, client, st, cls, r) // open the connection
+	var fu fastUser
+	defer fu.release()
+	iterate(ctx, b, client, &fu, st, cls, r) // open the connection
 	b.ReportAllocs()
 	for b.Loop() {
-		iterate(ctx, b, client, st, cls, r)
+		iterate(ctx, b, client, &fu, st, cls, r)
 	}
 	checkStats(b, st)
 }
 
-func BenchmarkUserLoopMixedPlan(b *testing.B) {
-	cls, client, st := benchUsers(b, benchPlanMix)
-	r := rand.New(rand.NewPCG(1, 2))
-	ctx := context.Background()
-	iterate(ctx, b, client, st, cls, r)
-	b.ReportAllocs()
-	for b.Loop() {
-		iterate(ctx, b, client, st, cls, r)
-	}
-	checkStats(b, st)
-}
+func BenchmarkUserLoop(b *testing.B)                 { benchUserLoop(b, benchPlanOne, true) }
+func BenchmarkUserLoopNetHTTP(b *testing.B)          { benchUserLoop(b, benchPlanOne, false) }
+func BenchmarkUserLoopMixedPlan(b *testing.B)        { benchUserLoop(b, benchPlanMix, true) }
+func BenchmarkUserLoopMixedPlanNetHTTP(b *testing.B) { benchUserLoop(b, benchPlanMix, false) }
 
-// BenchmarkUserLoop32 runs 32 users (16 per GOMAXPROCS) sharing the client
+// benchUserLoop32 runs 32 users (16 per GOMAXPROCS) sharing the client
 // and the statistics, as `canarylab load --users 32` does.
-func BenchmarkUserLoop32(b *testing.B) {
-	cls, client, st := benchUsers(b, benchPlanOne)
+func benchUserLoop32(b *testing.B, lean bool) {
+	cls, client, st := benchUsers(b, benchPlanOne, lean)
 	ctx := context.Background()
 	var seq atomic.Uint64
 	b.ReportAllocs()
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(1, seq.Add(1)))
+		var fu fastUser
+		defer fu.release()
 		for pb.Next() {
-			iterate(ctx, b, client, st, cls, r)
+			iterate(ctx, b, client, &fu, st, cls, r)
 		}
 	})
 	checkStats(b, st)
 }
+
+func BenchmarkUserLoop32(b *testing.B)        { benchUserLoop32(b, true) }
+func BenchmarkUserLoop32NetHTTP(b *testing.B) { benchUserLoop32(b, false) }
 
 // instantTransport answers every request at once with bench/baseline's
 // answer, without a network.

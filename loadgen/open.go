@@ -183,10 +183,9 @@ func RunOpen(ctx context.Context, p plan.Plan, st *stats.Stats, opts Options, o 
 	var errMu sync.Mutex
 	sem := make(chan struct{}, maxConc)
 	var wg sync.WaitGroup
+	waiter := newArrivalWaiter(ctx)
+	defer waiter.close()
 	begin := time.Now()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
 	var n int64
 loop:
 	for ; ; n++ {
@@ -198,11 +197,8 @@ loop:
 		// Sleep only when the next arrival is far enough ahead for a
 		// timer to be worth it; otherwise go at once (and catch up).
 		if wait := time.Until(intended); wait > 50*time.Microsecond {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
+			if !waiter.wait(ctx, wait) {
 				break loop
-			case <-timer.C:
 			}
 		} else if ctx.Err() != nil {
 			break loop
@@ -228,7 +224,14 @@ loop:
 			_ = res.SendError.RecordValue(max(1, int64(lag/time.Microsecond)))
 			errMu.Unlock()
 			sent.Add(1)
-			do(ctx, client, st, t, intended)
+			// Latency counts from the intended start, or from the actual
+			// one when the request went out early (the dispatcher does not
+			// sleep for less than 50 µs): never a negative response time.
+			start := intended
+			if actual.Before(intended) {
+				start = actual
+			}
+			do(ctx, client, st, t, start)
 		}()
 	}
 	res.Elapsed = time.Since(begin)

@@ -23,6 +23,11 @@ type Pool struct {
 	names []string
 	run   UserFunc
 
+	// stopping, if set, runs in StopAll once every user is told to stop
+	// and before it waits for them: the place to interrupt what users
+	// cannot be interrupted in (Users: requests in flight in fasthttp).
+	stopping func()
+
 	mu      sync.Mutex
 	running map[string][]*user
 	seed    uint64
@@ -32,7 +37,6 @@ type Pool struct {
 
 type user struct {
 	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // NewPool returns a pool of users of the given classes, each running run;
@@ -73,7 +77,11 @@ func (p *Pool) Total() int {
 // SetCounts starts or stops users until each class has the given count;
 // a class not in counts goes to zero. Users of an unknown class run as
 // fallback (a class of the pool), if given; they are still counted under
-// the name asked for, so a Locust master sees the counts it sent.
+// the name asked for, so a Locust master sees the counts it sent. A user
+// stopped here is told to stop and not waited for: it may be finishing a
+// request that takes no context (up to its timeout), and a ramp down must
+// not hold up the pool, nor a Locust worker's heartbeats; StopAll waits for
+// every user, stopped here or not.
 func (p *Pool) SetCounts(ctx context.Context, counts map[string]int, fallback string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -108,9 +116,6 @@ func (p *Pool) SetCounts(ctx context.Context, counts map[string]int, fallback st
 			for _, us := range cur[n:] {
 				us.cancel()
 			}
-			for _, us := range cur[n:] {
-				<-us.done
-			}
 			cur = cur[:n]
 		}
 		if n == 0 {
@@ -124,13 +129,12 @@ func (p *Pool) SetCounts(ctx context.Context, counts map[string]int, fallback st
 
 func (p *Pool) spawn(parent context.Context, class string) *user {
 	ctx, cancel := context.WithCancel(parent)
-	us := &user{cancel: cancel, done: make(chan struct{})}
+	us := &user{cancel: cancel}
 	p.seq++
 	r := rand.New(rand.NewPCG(p.seed, p.seq))
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer close(us.done)
 		p.run(ctx, class, r)
 	}()
 	return us
@@ -145,6 +149,9 @@ func (p *Pool) StopAll() {
 		}
 	}
 	p.running = map[string][]*user{}
+	if p.stopping != nil {
+		p.stopping()
+	}
 	p.mu.Unlock()
 	p.wg.Wait()
 }

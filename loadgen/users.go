@@ -40,6 +40,11 @@ type target struct {
 	header  http.Header
 	timeout time.Duration
 	req     plan.Request
+	// fast is the request compiled for fasthttp (closed model, plain
+	// http); nil sends it through net/http.
+	fast *fastTarget
+	// index is the target's place in its class, of count.
+	index, count int
 }
 
 // class is a compiled user class.
@@ -81,6 +86,7 @@ func compileClasses(p plan.Plan, host string) (map[string]*class, []string, erro
 			c.targets = append(c.targets, target{
 				method: t.Request.HTTPMethod(), url: strings.TrimSuffix(base, "/") + t.Request.Path,
 				name: t.Request.StatsName(), body: t.Request.Body, header: h, timeout: timeout, req: t.Request,
+				index: len(c.targets), count: len(u.Tasks),
 			})
 			total += max(1, t.Weight)
 			c.cum = append(c.cum, total)
@@ -168,6 +174,7 @@ func describeError(err error) string {
 // class's weighted tasks and waits, until the pool stops it.
 type Users struct {
 	*Pool
+	pools map[string]*fastPool
 }
 
 // NewUsers prepares a pool for the plan; no user runs until SetCounts.
@@ -177,12 +184,29 @@ func NewUsers(p plan.Plan, st *stats.Stats, opts Options) (*Users, error) {
 		return nil, err
 	}
 	client := opts.Client
+	pools := map[string]*fastPool{}
 	if client == nil {
 		client = NewClient(1024)
+		// Plain http targets go through fasthttp (fast.go); an injected
+		// client is used for everything.
+		for _, c := range classes {
+			for i := range c.targets {
+				c.targets[i].fast = compileFast(&c.targets[i], pools)
+			}
+		}
 	}
-	return &Users{NewPool(names, func(ctx context.Context, class string, r *rand.Rand) {
+	u := &Users{pools: pools}
+	u.Pool = NewPool(names, func(ctx context.Context, class string, r *rand.Rand) {
 		loop(ctx, client, st, classes[class], r)
-	}, opts.Seed)}, nil
+	}, opts.Seed)
+	// Requests in flight through fasthttp take no context: StopAll
+	// interrupts them on their connections once every user is told to stop.
+	u.Pool.stopping = func() {
+		for _, p := range pools {
+			p.interrupt()
+		}
+	}
+	return u, nil
 }
 
 // NewClient returns an HTTP client for load: keep-alive, maxConns idle
@@ -198,12 +222,29 @@ func NewClient(maxConns int) *http.Client {
 	}
 }
 
+// StopAll stops every user, interrupting their requests in flight, and
+// waits for them; the pool can then start users again.
+func (u *Users) StopAll() {
+	u.Pool.StopAll()
+	for _, p := range u.pools {
+		p.resume()
+	}
+}
+
 // loop is one user's life: a task, a wait, until ctx ends.
 func loop(ctx context.Context, client *http.Client, st *stats.Stats, cls *class, r *rand.Rand) {
+	var fu fastUser
+	defer fu.release()
 	for ctx.Err() == nil {
 		t := cls.pick(r)
 		start := time.Now()
-		if !do(ctx, client, st, t, start) {
+		var ok bool
+		if t.fast != nil {
+			ok = doFast(ctx, &fu, st, t, start)
+		} else {
+			ok = do(ctx, client, st, t, start)
+		}
+		if !ok {
 			return
 		}
 		if w := cls.wait.Next(time.Since(start), r.Float64()); w > 0 {

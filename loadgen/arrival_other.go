@@ -1,0 +1,7 @@
+//go:build !linux
+
+package loadgen
+
+import "context"
+
+func newArrivalWaiter(ctx context.Context) arrivalWaiter { return newTimerWaiter(ctx) }
