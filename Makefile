@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 # Debian packages the tests and benchmarks use.
 APT_DEPS  := prometheus wrk python3-locust
 
-.PHONY: all build demo test test-e2e test-unit test-deps bench lint fuzz mock clean help
+.PHONY: all build demo schema test test-e2e test-unit test-deps bench lint fuzz mock clean help
 
 all: lint build test
 
@@ -23,6 +23,9 @@ build: ## build bin/canarylab
 
 demo: build ## run the success and failure-errors scenarios on the embedded engine, 30× real time (about 40 s)
 	$(BIN) run --speed 30 success failure-errors
+
+schema: ## write docs/scenario.schema.json, the published JSON Schema of scenarios
+	$(GO) run ./cmd/canarylab schema > docs/scenario.schema.json
 
 mock: build ## start the mock server with the broken-canary example (Ctrl-C stops it)
 	$(BIN) mock --config mockserver/examples/broken-canary.yaml --version-label canary

@@ -3,6 +3,7 @@ package scenario
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -74,5 +75,21 @@ func TestSchemaAgreesWithTheParser(t *testing.T) {
 	data, _ := Schema()
 	if err := json.Unmarshal(data, &m); err != nil || m["$id"] != SchemaID {
 		t.Errorf("schema $id %v (%v)", m["$id"], err)
+	}
+}
+
+// docs/scenario.schema.json is the published schema: it must be what
+// Schema generates (make schema writes it).
+func TestPublishedSchemaIsCurrent(t *testing.T) {
+	want, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../docs/scenario.schema.json")
+	if err != nil {
+		t.Fatalf("%v: run make schema", err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+		t.Error("docs/scenario.schema.json is out of date: run make schema")
 	}
 }
