@@ -74,7 +74,7 @@ if has router; then
 			P50[$target]+=" $(jq .total.latencyMs.p50 "$j")"
 			P99[$target]+=" $(jq .total.latencyMs.p99 "$j")"
 			P999[$target]+=" $(jq .total.latencyMs.p999 "$j")"
-			RPS[$target]+=" $(jq .total.rps "$j")"
+			RPS[$target]+=" $(jq .total.rps "$j" | xargs printf "%.0f")"
 			[[ $target == router ]] && ROUTER_CPU+=("$(awk -v d=$((t1 - t0)) -v s="${DURATION%s}" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", 100*d/hz/s}')")
 		done
 	done
