@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/canarylab/canarylab/orchestrator/kube"
 	"github.com/canarylab/canarylab/orchestrator/local"
 	runreport "github.com/canarylab/canarylab/orchestrator/report"
 	"github.com/canarylab/canarylab/orchestrator/scenario"
@@ -39,11 +42,42 @@ type runFlags struct {
 	quiet        bool
 	logFormat    string
 	logLevel     string
+	kube         kubeFlags
 }
 
-// engines are the values of --engine; local is built, kube and sim come
-// with the real-cluster and virtual-time engines.
-var engines = []string{local.Name, "kube", "sim"}
+// kubeFlags are the kube engine's flags (also canarylab render's).
+type kubeFlags struct {
+	kubeconfig  string
+	context     string
+	namespace   string
+	image       string
+	locustImage string
+	keep        bool
+}
+
+func (k *kubeFlags) register(fl *pflag.FlagSet, engine bool) {
+	fl.StringVar(&k.namespace, "namespace", "", "namespace of the canary (default: the scenario's target.namespace)")
+	fl.StringVar(&k.image, "image", kube.DefaultImage, "canarylab's container image, for the mock servers and the load workers")
+	fl.StringVar(&k.locustImage, "locust-image", kube.DefaultLocustImage, "the Locust master's container image")
+	if engine {
+		fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (--engine kube; default: $KUBECONFIG, ~/.kube/config)")
+		fl.StringVar(&k.context, "context", "", "kubeconfig context (--engine kube)")
+		fl.BoolVar(&k.keep, "keep", false, "leave the canary's objects in the cluster after the run (--engine kube; the load is always removed)")
+	}
+}
+
+func (k *kubeFlags) render() kube.RenderOptions {
+	return kube.RenderOptions{Image: k.image, LocustImage: k.locustImage, Namespace: k.namespace}
+}
+
+// engines are the values of --engine; sim comes with the virtual-time
+// engine.
+var engines = []string{local.Name, kube.Name, "sim"}
+
+// engine runs one scenario.
+type engine interface {
+	Run(ctx context.Context, s *scenario.Scenario, obs runreport.Observer) error
+}
 
 func newRunCmd() *cobra.Command {
 	var f runFlags
@@ -86,6 +120,7 @@ Exit code: 0 when every expectation holds, 1 when one does not, 2 for invalid in
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only each run's verdict, not the live view")
 	fl.StringVar(&f.logFormat, "log-format", "text", "engine log format: text or json (to stderr)")
 	fl.StringVar(&f.logLevel, "log-level", "error", "engine log level: debug, info, warn, error")
+	f.kube.register(fl, true)
 	envHelp(cmd, "CANARYLAB_RUN")
 	return cmd
 }
@@ -113,8 +148,12 @@ func loadScenario(arg string) (*scenario.Scenario, string, error) {
 func runScenarios(ctx context.Context, out, errOut io.Writer, f runFlags, args []string) error {
 	switch f.engine {
 	case local.Name:
-	case "kube", "sim":
-		return usageError{fmt.Errorf("--engine %s: this build has the local engine only; kube (a real cluster with Flagger) and sim (virtual time) are not built yet", f.engine)}
+	case kube.Name:
+		if f.speed != 1 {
+			return usageError{fmt.Errorf("--speed %v: the kube engine runs Flagger in real time (its analysis interval is at least 10s)", f.speed)}
+		}
+	case "sim":
+		return usageError{fmt.Errorf("--engine sim: the virtual-time engine is not built yet; use local or kube")}
 	default:
 		return usageError{fmt.Errorf("--engine %q: use one of %s", f.engine, strings.Join(engines, ", "))}
 	}
@@ -138,10 +177,22 @@ func runScenarios(ctx context.Context, out, errOut io.Writer, f runFlags, args [
 		}
 		jobs = append(jobs, job{s, file})
 	}
-	eng, err := local.New(local.Options{Speed: f.speed, Timeout: f.timeout, ScrapeInterval: f.scrape,
-		LoadExternal: f.loadExternal, Seed: f.seed, Logger: logger})
-	if err != nil {
-		return usageError{err}
+	var eng engine
+	switch f.engine {
+	case kube.Name:
+		k, err := kube.New(kube.Options{Kubeconfig: f.kube.kubeconfig, Context: f.kube.context, Render: f.kube.render(),
+			Timeout: f.timeout, Keep: f.kube.keep, Logger: logger})
+		if err != nil {
+			return err
+		}
+		eng = k
+	default:
+		l, err := local.New(local.Options{Speed: f.speed, Timeout: f.timeout, ScrapeInterval: f.scrape,
+			LoadExternal: f.loadExternal, Seed: f.seed, Logger: logger})
+		if err != nil {
+			return usageError{err}
+		}
+		eng = l
 	}
 	var runs []runreport.Run
 	failed := 0
@@ -189,6 +240,51 @@ func runScenarios(ctx context.Context, out, errOut io.Writer, f runFlags, args [
 		return expectationError{failed, len(runs)}
 	}
 	return nil
+}
+
+func newRenderCmd() *cobra.Command {
+	var k kubeFlags
+	cmd := &cobra.Command{
+		Use:   "render [flags] SCENARIO",
+		Short: "Print the Kubernetes manifests the kube engine applies for a scenario",
+		Long: `Print, as a YAML stream, the objects canarylab run --engine kube applies for a
+scenario: the namespace, the mock server's config, its Deployment (stable), the
+MetricTemplates and the Canary; the load (a Locust master and canarylab workers);
+and last the Deployment with the canary's pod template, the new revision that
+starts the analysis. kubectl apply -f works on each part.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := loadScenario(args[0])
+			if err != nil {
+				return err
+			}
+			r, err := kube.Render(s, k.render())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, part := range []struct {
+				title string
+				objs  []*unstructured.Unstructured
+			}{
+				{"the canary, before its new revision", r.App},
+				{"the load", r.Load},
+				{"the new revision: apply it once the Canary is Initialized", []*unstructured.Unstructured{r.Revision}},
+			} {
+				if len(part.objs) == 0 {
+					continue
+				}
+				data, err := kube.YAML(part.objs)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "# %s\n---\n%s---\n", part.title, data)
+			}
+			return nil
+		},
+	}
+	k.register(cmd.Flags(), false)
+	return cmd
 }
 
 func newValidateCmd() *cobra.Command {

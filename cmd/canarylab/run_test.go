@@ -90,7 +90,8 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{[]string{"run", "no-such-scenario"}, "neither a file nor a ready scenario"},
 		{[]string{"run", "--engine", "cloud", "success"}, `--engine "cloud": use one of local, kube, sim`},
-		{[]string{"run", "--engine", "sim", "success"}, "--engine sim: this build has the local engine only"},
+		{[]string{"run", "--engine", "sim", "success"}, "--engine sim: the virtual-time engine is not built yet"},
+		{[]string{"run", "--engine", "kube", "--speed", "30", "success"}, "the kube engine runs Flagger in real time"},
 		{[]string{"run", "--speed", "-1", "success"}, "--speed -1: must be a positive factor"},
 		{[]string{"run", "missing.yaml"}, "read scenario"},
 		{[]string{"validate", "missing.yaml"}, "1 of 1 scenarios are invalid"},
@@ -102,6 +103,38 @@ func TestRunUsageErrors(t *testing.T) {
 				t.Errorf("err %v (usage: %v), output %q; want a usage error with %q", err, errors.As(err, &ue), out, tc.want)
 			}
 		})
+	}
+}
+
+// With no cluster to reach, the kube engine says so before it does
+// anything.
+func TestRunKubeWithoutACluster(t *testing.T) {
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "config")
+	cfg := "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: t}\n"
+	if err := os.WriteFile(kubeconfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "run", "--engine", "kube", "--kubeconfig", kubeconfig, "success")
+	if err == nil || !strings.Contains(err.Error()+out, "cannot reach the cluster at https://127.0.0.1:1") {
+		t.Errorf("err %v, output %q", err, out)
+	}
+	_, err = runCLI(t, "run", "--engine", "kube", "--kubeconfig", filepath.Join(dir, "missing"), "success")
+	if err == nil || !strings.Contains(err.Error(), "no cluster to run on") {
+		t.Errorf("missing kubeconfig: %v", err)
+	}
+}
+
+func TestRender(t *testing.T) {
+	out, err := runCLI(t, "render", "--namespace", "demo", "--image", "canarylab/canarylab:v9", "failure-errors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# the canary, before its new revision", "kind: Canary", "namespace: demo", "image: canarylab/canarylab:v9",
+		"# the load", "locustio/locust:2.12.1", "# the new revision", "value: /etc/canarylab/mock/canary.yaml"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("render output lacks %q", want)
+		}
 	}
 }
 

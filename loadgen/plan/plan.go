@@ -291,16 +291,49 @@ func (r Request) validate() []strictyaml.FieldError {
 }
 
 // CheckHost refuses a base URL that is not http(s) on this machine: load
-// only ever goes to loopback addresses (127.0.0.0/8, ::1, localhost).
+// only ever goes to loopback addresses (127.0.0.0/8, ::1, localhost). In a
+// Kubernetes pod (KUBERNETES_SERVICE_HOST is set in every pod) it also
+// accepts a service of the cluster by its full internal name,
+// <service>.<namespace>.svc.cluster.local: canarylab's workers load the
+// canary's service, never a host outside the cluster.
 func CheckHost(host string) error {
 	u, err := url.Parse(host)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q must be a base URL such as http://127.0.0.1:8080", host)
 	}
+	if IsClusterService(u.Hostname()) {
+		if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+			return fmt.Errorf("%q is a Kubernetes service: canarylab loads it only from a pod of the cluster", host)
+		}
+		return nil
+	}
 	if !isLoopback(u.Hostname()) {
 		return fmt.Errorf("%q is not on this machine: canarylab only sends load to loopback addresses (127.0.0.0/8, ::1, localhost)", host)
 	}
 	return nil
+}
+
+// IsClusterService reports whether h is a Kubernetes service's full
+// internal name, <service>.<namespace>.svc.cluster.local.
+func IsClusterService(h string) bool {
+	rest, ok := strings.CutSuffix(h, ".svc.cluster.local")
+	if !ok {
+		return false
+	}
+	svc, ns, ok := strings.Cut(rest, ".")
+	return ok && dnsLabel(svc) && dnsLabel(ns)
+}
+
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isLoopback(h string) bool {

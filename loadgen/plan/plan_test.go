@@ -150,3 +150,29 @@ func TestDefaultPlanIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckHostClusterServices(t *testing.T) {
+	for _, tc := range []struct {
+		host      string
+		inCluster bool
+		ok        bool
+	}{
+		{"http://127.0.0.1:8080", false, true},
+		{"http://podinfo.test.svc.cluster.local:80", true, true},
+		{"http://podinfo.test.svc.cluster.local:80", false, false},
+		{"http://podinfo.test:80", true, false},
+		{"http://example.com", true, false},
+		{"http://evil.com.svc.cluster.local.example.com", true, false},
+		{"http://a.b.c.svc.cluster.local", true, false},
+		{"http://Podinfo.test.svc.cluster.local", true, false},
+	} {
+		if tc.inCluster {
+			t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+		} else {
+			t.Setenv("KUBERNETES_SERVICE_HOST", "")
+		}
+		if err := CheckHost(tc.host); (err == nil) != tc.ok {
+			t.Errorf("CheckHost(%q) in cluster %v: %v, want ok=%v", tc.host, tc.inCluster, err, tc.ok)
+		}
+	}
+}

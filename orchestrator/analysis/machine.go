@@ -201,9 +201,13 @@ func (m *Machine) Status() Status { return m.status }
 
 // Interval is the analysis tick period (GetAnalysisInterval): 60 s when
 // unset or unparsable, at least 10 s.
-func (m *Machine) Interval() time.Duration {
-	d, err := time.ParseDuration(m.an.Interval)
-	if m.an.Interval == "" || err != nil {
+func (m *Machine) Interval() time.Duration { return m.an.IntervalDuration() }
+
+// IntervalDuration is Flagger's GetAnalysisInterval: 60 s when unset or
+// unparsable, at least 10 s.
+func (s Spec) IntervalDuration() time.Duration {
+	d, err := time.ParseDuration(s.Interval)
+	if s.Interval == "" || err != nil {
 		return DefaultInterval
 	}
 	return max(d, MinInterval)
