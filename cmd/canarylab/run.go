@@ -47,6 +47,7 @@ type runFlags struct {
 
 // kubeFlags are the kube engine's flags (also canarylab render's).
 type kubeFlags struct {
+	metrics     string
 	kubeconfig  string
 	context     string
 	namespace   string
@@ -59,6 +60,7 @@ func (k *kubeFlags) register(fl *pflag.FlagSet, engine bool) {
 	fl.StringVar(&k.namespace, "namespace", "", "namespace of the canary (default: the scenario's target.namespace)")
 	fl.StringVar(&k.image, "image", kube.DefaultImage, "canarylab's container image, for the mock servers and the load workers")
 	fl.StringVar(&k.locustImage, "locust-image", kube.DefaultLocustImage, "the Locust master's container image")
+	fl.StringVar(&k.metrics, "metrics-server", "http://prometheus.istio-system:9090", "the Prometheus MetricTemplates query when they name no address")
 	if engine {
 		fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (--engine kube; default: $KUBECONFIG, ~/.kube/config)")
 		fl.StringVar(&k.context, "context", "", "kubeconfig context (--engine kube)")
@@ -67,7 +69,7 @@ func (k *kubeFlags) register(fl *pflag.FlagSet, engine bool) {
 }
 
 func (k *kubeFlags) render() kube.RenderOptions {
-	return kube.RenderOptions{Image: k.image, LocustImage: k.locustImage, Namespace: k.namespace}
+	return kube.RenderOptions{Image: k.image, LocustImage: k.locustImage, Namespace: k.namespace, MetricsServer: k.metrics}
 }
 
 // engines are the values of --engine; sim comes with the virtual-time

@@ -185,6 +185,22 @@ func (e *Engine) remove(ctx context.Context, objs []*unstructured.Unstructured) 
 	return errors.Join(errs...)
 }
 
+// gone waits until an object no longer exists.
+func (e *Engine) gone(ctx context.Context, ri dynamic.ResourceInterface, name string) error {
+	t := time.NewTicker(e.opts.Poll)
+	defer t.Stop()
+	for {
+		if _, err := ri.Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s is still being deleted: %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Run runs s on the cluster: apply, wait for Initialized, start the load,
 // deploy the new revision, watch until the verdict or the timeout; the
 // load (and, unless Keep, the canary's objects) is deleted whatever
@@ -240,6 +256,11 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 				del = r.App[:1]
 			}
 			cleanup = errors.Join(cleanup, e.remove(cctx, del))
+			if ownNamespace && cleanup == nil {
+				// A namespace takes a while to go; a run right after this one
+				// could not create it again until it has.
+				cleanup = e.gone(cctx, nsri, r.Namespace)
+			}
 		}
 		if cleanup != nil {
 			obs.Note(0, "cleanup: "+cleanup.Error())
