@@ -65,5 +65,20 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+.PHONY: manifests-vendor image
+
+manifests-vendor: ## regenerate manifests/'s copies: Flagger's and Istio's manifests from the Go modules go.mod pins, the Locust plans and locustfiles
+	$(GO) run ./manifests/cmd/manifests-vendor
+
+# The image's architecture (the machine's by default); the binary is static
+# and linux, whatever the host.
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+
+image: ## build the container image without a container engine: bin/canarylab-image.tar (docker load -i) and bin/canarylab-image/ (an OCI layout)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/image/canarylab ./cmd/canarylab
+	rm -rf bin/canarylab-image bin/canarylab-image.tar
+	$(GO) run ./image/cmd/canarylab-image -binary bin/image/canarylab -version $(VERSION) -revision $(COMMIT) \
+		-arch $(IMAGE_ARCH) -tar bin/canarylab-image.tar -layout bin/canarylab-image
+
 clean:
 	rm -rf bin
