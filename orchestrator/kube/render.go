@@ -197,17 +197,22 @@ func Render(s *scenario.Scenario, opts RenderOptions) (*Rendered, error) {
 
 // mockDeployment is the Deployment of the mock server playing version
 // (stable or canary): the profile is the ConfigMap's <version>.yaml.
+//
+// It sets no replicas (one by default): Flagger scales the target to zero
+// and back, and applying the revision must not scale it up behind Flagger.
+// The annotations are manifests/'s, for Istio: the mock server's own
+// metrics are scraped on the admin port, which the sidecar leaves alone.
 func mockDeployment(meta metav1.ObjectMeta, name, image, version string) *appsv1.Deployment {
-	replicas := int32(1)
 	podLabels := map[string]string{"app": name}
 	return &appsv1.Deployment{
 		ObjectMeta: meta,
 		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: map[string]string{
 					"prometheus.io/scrape": "true", "prometheus.io/port": strconv.Itoa(AdminPort),
+					"prometheus.istio.io/merge-metrics":            "false",
+					"traffic.sidecar.istio.io/excludeInboundPorts": strconv.Itoa(AdminPort),
 				}},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
