@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 # Debian packages the tests and benchmarks use.
 APT_DEPS  := prometheus wrk python3-locust
 
-.PHONY: all build demo schema test test-e2e test-unit test-deps bench lint fuzz mock clean help
+.PHONY: all build demo schema test test-e2e test-unit test-deps bench lint fuzz mock clean help e2e e2e-tools
 
 all: lint build test
 
@@ -39,6 +39,16 @@ test: ## unit and integration tests with the race detector, then every ready sce
 # (TestEngineUnderRace covers the engine's concurrency with -race above).
 test-e2e: ## every ready scenario end to end on the embedded engine (about a minute)
 	$(GO) test -count=1 -timeout 10m -run 'TestReadyScenarios' ./orchestrator/local/
+
+# The e2e module (e2e/, its own go.mod) runs a real control plane and the
+# real Flagger inside a private network namespace (needs root). Its tools are
+# built once into ${XDG_CACHE_HOME:-~/.cache}/canarylab-e2e/<key>/ and
+# reused while current; see e2e/tools.
+e2e-tools: ## build the e2e control plane's binaries (kube-apiserver, controller-manager, scheduler, etcd, kwok, Flagger; about 10 min cold, nothing when current)
+	cd e2e && $(GO) run ./cmd/e2e-tools
+
+e2e: ## the e2e tests against a real Kubernetes control plane and the real Flagger (builds the tools first if needed)
+	cd e2e && $(GO) test -count=1 -timeout 30m ./...
 
 test-unit: ## unit tests only (no external peers)
 	$(GO) test -race -count=1 -short $(PKGS)
