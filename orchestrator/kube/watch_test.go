@@ -140,7 +140,7 @@ func TestWatcherTicks(t *testing.T) {
 
 func TestStuckInitializingSaysWhy(t *testing.T) {
 	w := &watcher{r: &Rendered{Namespace: "test", Name: "podinfo"}}
-	if got := w.why(); got != "it has no status: is Flagger running and watching this namespace?" {
+	if got := w.why(); got != "it has no status: Flagger is not running, or not watching this namespace (kubectl apply -k manifests/flagger)" {
 		t.Errorf("why() = %q", got)
 	}
 	c := canaryObj("Initializing", 0, 0)
