@@ -30,9 +30,10 @@ schema: ## write docs/scenario.schema.json, the published JSON Schema of scenari
 mock: build ## start the mock server with the broken-canary example (Ctrl-C stops it)
 	$(BIN) mock --config mockserver/examples/broken-canary.yaml --version-label canary
 
-test: ## unit and integration tests with the race detector, then every ready scenario end to end (integration needs `make test-deps`)
+test: ## unit and integration tests with the race detector, every ready scenario end to end, and the e2e tests against a real control plane and Flagger (run `make test-deps` once first, as root)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory e2e
 
 # The ready scenarios run time-scaled (30×) on the embedded engine; the race
 # detector slows the data path too much for that, so they run without it
@@ -71,9 +72,10 @@ fuzz: ## run every fuzz target for FUZZTIME each (they also run as ordinary test
 			echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
 		done; done
 
-lint: ## gofmt and go vet
+lint: ## gofmt and go vet (the main module and e2e/)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd e2e && $(GO) vet ./...
 
 .PHONY: manifests-vendor image
 
