@@ -311,15 +311,16 @@ var errWaitTimeout = errors.New("wait timed out")
 // watcher polls the Canary, its events and the VirtualService, and turns
 // what changed into report ticks.
 type watcher struct {
-	e          *Engine
-	r          *Rendered
-	obs        report.Observer
-	revision   time.Time
-	progressed bool // a phase after the revision was Progressing or later
-	last       analysis.Status
-	lastRoutes analysis.Routes
-	seen       map[string]int32 // event UID → count seen
-	conditions string
+	e           *Engine
+	r           *Rendered
+	obs         report.Observer
+	revision    time.Time
+	progressed  bool // a phase after the revision was Progressing or later
+	last        analysis.Status
+	lastRoutes  analysis.Routes
+	seen        map[string]int32 // event UID → count seen
+	conditions  string
+	saidMetrics bool
 }
 
 func (w *watcher) at(t time.Time) time.Duration {
@@ -379,6 +380,14 @@ func (w *watcher) poll(ctx context.Context) (analysis.Phase, error) {
 	events, err := w.events(ctx, st.Phase)
 	if err != nil {
 		return "", err
+	}
+	for _, ev := range events {
+		// Flagger's own words for a missing Prometheus, said once, with
+		// what to do.
+		if strings.HasPrefix(ev.Message, "Error checking metric providers") && !w.saidMetrics {
+			w.saidMetrics = true
+			w.obs.Note(w.at(now), "Flagger cannot query its metrics server: install or point it at a Prometheus (kubectl apply -k manifests/prometheus; Flagger's -metrics-server): "+ev.Message)
+		}
 	}
 	if !sameStatus(st, w.last) || routes != w.lastRoutes || len(events) > 0 {
 		w.last, w.lastRoutes = st, routes

@@ -2,9 +2,17 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/version"
+	discoveryfake "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/rest"
+	clienttesting "k8s.io/client-go/testing"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,5 +156,47 @@ func TestStuckInitializingSaysWhy(t *testing.T) {
 	w.conditions = conditionText(c)
 	if got := w.why(); got != "Promoted=Unknown (New Deployment detected, starting initialization.) (see the events: kubectl -n test describe canary podinfo)" {
 		t.Errorf("why() = %q", got)
+	}
+}
+
+// The checks before anything is applied say what is missing.
+func TestPreflight(t *testing.T) {
+	bare, _ := fakeEngine()
+	bare.mapper = meta.NewDefaultRESTMapper(nil) // a cluster with no CRDs
+	for _, tc := range []struct {
+		name string
+		e    *Engine
+		want string
+	}{
+		{"no Flagger CRDs", bare, "Flagger's CRDs are not installed (no canaries.flagger.app): install Flagger with kubectl apply -k manifests/flagger"},
+		{"CRDs but no Istio", withoutIstio(), "Istio's CRDs are not installed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.e.disc = fakeDiscovery()
+			tc.e.cfg = &rest.Config{Host: "https://127.0.0.1:6443"}
+			err := tc.e.preflight(context.Background(), &recorder{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("preflight: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func withoutIstio() *Engine {
+	e, _ := fakeEngine()
+	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{{Group: "flagger.app", Version: "v1beta1"}})
+	m.Add(schema.GroupVersionKind{Group: "flagger.app", Version: "v1beta1", Kind: "Canary"}, meta.RESTScopeNamespace)
+	e.mapper = m
+	return e
+}
+
+func fakeDiscovery() *discoveryfake.FakeDiscovery {
+	return &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{}, FakedServerVersion: &version.Info{GitVersion: "v1.37.2"}}
+}
+
+func TestExplainRBAC(t *testing.T) {
+	err := explain(apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "", errors.New("no")), "list Deployments")
+	if !strings.HasPrefix(err.Error(), "RBAC denied: list Deployments:") {
+		t.Errorf("explain: %v", err)
 	}
 }
