@@ -17,6 +17,7 @@ import (
 
 	"github.com/canarylab/canarylab/orchestrator/kube"
 	"github.com/canarylab/canarylab/orchestrator/local"
+	"github.com/canarylab/canarylab/orchestrator/sim"
 	runreport "github.com/canarylab/canarylab/orchestrator/report"
 	"github.com/canarylab/canarylab/orchestrator/scenario"
 	"github.com/canarylab/canarylab/scenarios"
@@ -72,9 +73,8 @@ func (k *kubeFlags) render() kube.RenderOptions {
 	return kube.RenderOptions{Image: k.image, LocustImage: k.locustImage, Namespace: k.namespace, MetricsServer: k.metrics}
 }
 
-// engines are the values of --engine; sim comes with the virtual-time
-// engine.
-var engines = []string{local.Name, kube.Name, "sim"}
+// engines are the values of --engine.
+var engines = []string{local.Name, kube.Name, sim.Name}
 
 // engine runs one scenario.
 type engine interface {
@@ -154,8 +154,10 @@ func runScenarios(ctx context.Context, out, errOut io.Writer, f runFlags, args [
 		if f.speed != 1 {
 			return usageError{fmt.Errorf("--speed %v: the kube engine runs Flagger in real time (its analysis interval is at least 10s)", f.speed)}
 		}
-	case "sim":
-		return usageError{fmt.Errorf("--engine sim: the virtual-time engine is not built yet; use local or kube")}
+	case sim.Name:
+		if f.speed != 1 {
+			return usageError{fmt.Errorf("--speed %v: the sim engine runs in virtual time, as fast as it can", f.speed)}
+		}
 	default:
 		return usageError{fmt.Errorf("--engine %q: use one of %s", f.engine, strings.Join(engines, ", "))}
 	}
@@ -181,6 +183,8 @@ func runScenarios(ctx context.Context, out, errOut io.Writer, f runFlags, args [
 	}
 	var eng engine
 	switch f.engine {
+	case sim.Name:
+		eng = sim.New(sim.Options{Seed: f.seed, ScrapeInterval: f.scrape})
 	case kube.Name:
 		k, err := kube.New(kube.Options{Kubeconfig: f.kube.kubeconfig, Context: f.kube.context, Render: f.kube.render(),
 			Timeout: f.timeout, Keep: f.kube.keep, Logger: logger})

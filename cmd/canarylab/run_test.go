@@ -90,7 +90,7 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{[]string{"run", "no-such-scenario"}, "neither a file nor a ready scenario"},
 		{[]string{"run", "--engine", "cloud", "success"}, `--engine "cloud": use one of local, kube, sim`},
-		{[]string{"run", "--engine", "sim", "success"}, "--engine sim: the virtual-time engine is not built yet"},
+		{[]string{"run", "--engine", "sim", "--speed", "5", "success"}, "the sim engine runs in virtual time"},
 		{[]string{"run", "--engine", "kube", "--speed", "30", "success"}, "the kube engine runs Flagger in real time"},
 		{[]string{"run", "--speed", "-1", "success"}, "--speed -1: must be a positive factor"},
 		{[]string{"run", "missing.yaml"}, "read scenario"},
@@ -135,6 +135,15 @@ func TestRender(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("render output lacks %q", want)
 		}
+	}
+}
+
+// The sim engine runs a ready scenario in virtual time: minutes of
+// analysis in well under a second.
+func TestRunSim(t *testing.T) {
+	out, err := runCLI(t, "run", "--engine", "sim", "--seed", "3", "failure-errors")
+	if err != nil || !strings.Contains(out, "PASS failure-errors: Failed after 8m0s of analysis") {
+		t.Errorf("err %v\n%s", err, out)
 	}
 }
 

@@ -290,3 +290,28 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Matcher is a compiled list of Istio match conditions (ORed): the
+// router's A/B routing, for engines that route without a router (the sim
+// engine decides which simulated requests an A/B canary sees).
+type Matcher struct{ conds []condition }
+
+// NewMatcher compiles match conditions; errors name the field as in a
+// Canary (match[0].headers.x-user.regex).
+func NewMatcher(in []analysis.HTTPMatchRequest) (*Matcher, error) {
+	conds, err := compileMatch(in)
+	if err != nil {
+		return nil, err
+	}
+	return &Matcher{conds: conds}, nil
+}
+
+// Matches reports whether a request matches any condition.
+func (m *Matcher) Matches(r *http.Request) bool {
+	for i := range m.conds {
+		if m.conds[i].matches(r) {
+			return true
+		}
+	}
+	return false
+}

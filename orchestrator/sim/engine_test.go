@@ -1,0 +1,65 @@
+package sim
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canarylab/canarylab/orchestrator/report"
+	"github.com/canarylab/canarylab/orchestrator/scenario"
+	"github.com/canarylab/canarylab/scenarios"
+)
+
+func runSim(t *testing.T, name string, seed uint64) report.Run {
+	t.Helper()
+	data, err := scenarios.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scenario.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live strings.Builder
+	rec := report.NewRecorder(s, "", Name, 0, report.NewLive(&live, s.Analysis.Threshold, 0))
+	start := time.Now()
+	err = New(Options{Seed: seed}).Run(context.Background(), s, rec)
+	run := rec.Finish(s, time.Since(start), err)
+	if !run.Passed {
+		var sum strings.Builder
+		report.Summary(&sum, run)
+		t.Logf("live view:\n%s\n%s", live.String(), sum.String())
+	}
+	return run
+}
+
+// Every ready scenario ends in virtual time as it does on the embedded
+// engine: its expectations (outcome, events in order, weights, failed
+// checks, metric bounds) hold.
+func TestReadyScenarios(t *testing.T) {
+	for _, name := range scenarios.Names() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if run := runSim(t, name, 42); !run.Passed {
+				t.Errorf("%s: %s, expectations not met", name, run.Outcome)
+			}
+		})
+	}
+}
+
+// A seed decides a run: the same seed, the same ticks and values.
+func TestDeterministic(t *testing.T) {
+	a, b := runSim(t, "failure-errors", 7), runSim(t, "failure-errors", 7)
+	if len(a.Ticks) != len(b.Ticks) {
+		t.Fatalf("%d and %d ticks", len(a.Ticks), len(b.Ticks))
+	}
+	for i := range a.Ticks {
+		for j := range a.Ticks[i].Checks {
+			va, vb := a.Ticks[i].Checks[j].Value, b.Ticks[i].Checks[j].Value
+			if (va == nil) != (vb == nil) || (va != nil && *va != *vb) {
+				t.Fatalf("tick %d check %d: %v vs %v", i, j, va, vb)
+			}
+		}
+	}
+}
