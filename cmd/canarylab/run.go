@@ -17,9 +17,9 @@ import (
 
 	"github.com/canarylab/canarylab/orchestrator/kube"
 	"github.com/canarylab/canarylab/orchestrator/local"
-	"github.com/canarylab/canarylab/orchestrator/sim"
 	runreport "github.com/canarylab/canarylab/orchestrator/report"
 	"github.com/canarylab/canarylab/orchestrator/scenario"
+	"github.com/canarylab/canarylab/orchestrator/sim"
 	"github.com/canarylab/canarylab/scenarios"
 )
 
