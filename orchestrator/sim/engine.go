@@ -18,12 +18,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/canarylab/canarylab/loadgen/plan"
 	"github.com/canarylab/canarylab/mockserver"
@@ -48,6 +50,9 @@ type Options struct {
 	ScrapeInterval time.Duration
 	// Engine is a PromQL engine shared by runs (default: one per Engine).
 	Engine *promql.Engine
+	// FullScrape writes every scrape even where sparse scraping would give
+	// the same results (see world.needed): to check that it does.
+	FullScrape bool
 }
 
 // Engine runs scenarios in virtual time. It is safe for concurrent use:
@@ -125,8 +130,10 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 				return err
 			}
 			w.now = w.now.Add(step)
-			if err := w.scrape(w.now); err != nil {
-				return err
+			if w.needed(w.now, interval) {
+				if err := w.scrape(w.now); err != nil {
+					return err
+				}
 			}
 		}
 		tk := m.Tick(ctx, w.now)
@@ -156,8 +163,24 @@ type world struct {
 	mirrorWeight               int
 
 	ns, target string
-	// counters, by series: cumulative, as the exporters expose them.
-	series map[string]*series
+	// The series the exporters expose, in a stable order, and by
+	// workload and code.
+	all    []*series
+	hists  []*histogram
+	byCode map[codeKey]*codeSeries
+	// mock: some query reads the mock servers' own metrics.
+	mock bool
+	// sparse: every query only takes rate() or increase() of ranges, so
+	// only the scrapes that can be a window's first or last sample change
+	// a result (windows, the queries' ranges); see needed.
+	sparse  bool
+	scrape0 time.Duration
+	windows []time.Duration
+}
+
+type codeKey struct {
+	workload string
+	code     int
 }
 
 type series struct {
@@ -172,7 +195,7 @@ func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
 	}
 	w := &world{s: s, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), store: store,
 		lt: webhook.NewLoadtester(nil), primaryW: 100, ns: s.Namespace(), target: s.Name(),
-		mirrorWeight: s.Analysis.MirrorWeight, series: map[string]*series{}}
+		mirrorWeight: s.Analysis.MirrorWeight, byCode: map[codeKey]*codeSeries{}, scrape0: opts.ScrapeInterval}
 	fail := func(err error) (*world, error) {
 		_ = store.Close()
 		return nil, err
@@ -197,6 +220,8 @@ func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
 	if s.Load.Users > 0 {
 		w.rate = closedRate(p, s.Load.Users, w.primary, w.r)
 	}
+	w.sparse, w.mock, w.windows = queryShape(s, opts.ScrapeInterval)
+	w.sparse = w.sparse && !opts.FullScrape
 	w.matched = 1
 	if len(s.Analysis.Match) > 0 {
 		mt, err := mesh.NewMatcher(s.Analysis.Match)
@@ -318,47 +343,192 @@ func (w *world) serve(workload string, m behavior.Model) {
 	if o.Status != 0 && code == 200 {
 		code = o.Status
 	}
+	cs := w.codeSeries(workload, code)
+	cs.requests.v++
+	ms := float64(latency) / float64(time.Millisecond)
+	cs.istio.observe(ms)
+	if cs.mock != nil {
+		cs.mockRequests.v++
+		cs.mock.observe(latency.Seconds())
+	}
+}
+
+// needed reports whether the scrape at t can change a query's result.
+// With full scraping, every one can; with sparse, rate() and increase()
+// read a window's first and last samples only (extrapolation included:
+// the first is one scrape after the window's start, the last at the tick,
+// as with every scrape kept), so only the scrapes at ticks and one scrape
+// after each window's start are kept: a few instead of a dozen per tick.
+func (w *world) needed(t time.Time, interval time.Duration) bool {
+	if !w.sparse {
+		return true
+	}
+	since := t.Sub(epoch)
+	if since%interval == 0 {
+		return true
+	}
+	for _, win := range w.windows {
+		if (since+win-w.scrape0)%interval == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// queryShape renders every query of the analysis and reads, with
+// Prometheus' parser, whether all ranges go to rate() or increase()
+// (sparse scraping is exact then; the windows and the interval must be
+// whole scrape intervals too), and whether any reads the mock servers'
+// metrics.
+func queryShape(s *scenario.Scenario, scrape time.Duration) (sparse, mock bool, windows []time.Duration) {
+	interval := s.Analysis.IntervalDuration()
+	sparse = interval%scrape == 0
+	vars := analysis.TemplateVars{Name: s.Name(), Namespace: s.Namespace(), Target: s.Name(), Service: s.Name(), Ingress: s.Name(), Route: s.Name()}
+	p := parser.NewParser(parser.Options{})
+	for _, m := range s.Analysis.Metrics {
+		var q string
+		vars.Interval, vars.Variables = m.Interval, m.TemplateVariables
+		switch {
+		case analysis.IsBuiltin(m.Name):
+			if vars.Interval == "" {
+				vars.Interval = analysis.DefaultMetricInterval
+			}
+			q = analysis.BuiltinQueries[m.Name]
+		case m.Query != "":
+			q = m.Query
+		case m.TemplateRef != nil:
+			for _, t := range s.MetricTemplates {
+				if t.Metadata.Name == m.TemplateRef.Name {
+					q = t.Spec.Query
+				}
+			}
+		}
+		text, err := analysis.Render(q, vars)
+		if err != nil {
+			return false, true, nil
+		}
+		mock = mock || strings.Contains(text, "canarylab_mock")
+		expr, err := p.ParseExpr(text)
+		if err != nil {
+			sparse = false
+			continue
+		}
+		parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
+			switch n := n.(type) {
+			case *parser.SubqueryExpr:
+				sparse = false
+			case *parser.MatrixSelector:
+				win := n.Range
+				call, ok := parentCall(path)
+				if !ok || (call.Func.Name != "rate" && call.Func.Name != "increase") || win%scrape != 0 {
+					sparse = false
+				}
+				windows = append(windows, win)
+			}
+			return nil
+		})
+	}
+	return sparse, mock, windows
+}
+
+// parentCall is the innermost function call above a node.
+func parentCall(path []parser.Node) (*parser.Call, bool) {
+	for i := len(path) - 1; i >= 0; i-- {
+		switch p := path[i].(type) {
+		case *parser.Call:
+			return p, true
+		case *parser.ParenExpr:
+			continue
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// codeSeries are the series one workload's answers with one code feed:
+// built once, then only counted.
+type codeSeries struct {
+	requests, mockRequests *series
+	istio, mock            *histogram
+}
+
+// histogram is a histogram's series: per-bucket counts (made cumulative
+// when scraped), the count and the sum.
+type histogram struct {
+	bounds  []float64
+	buckets []*series // one per bound, then +Inf
+	counts  []float64
+	count   *series
+	sum     *series
+}
+
+func (h *histogram) observe(v float64) {
+	h.counts[sort.SearchFloat64s(h.bounds, v)]++
+	h.count.v++
+	h.sum.v += v
+}
+
+// flush makes the bucket series cumulative, as exposition has them.
+func (h *histogram) flush() {
+	c := 0.0
+	for i, n := range h.counts {
+		c += n
+		h.buckets[i].v = c
+	}
+}
+
+func (w *world) codeSeries(workload string, code int) *codeSeries {
+	key := codeKey{workload, code}
+	if cs := w.byCode[key]; cs != nil {
+		return cs
+	}
 	rc := strconv.Itoa(code)
 	base := []string{"reporter", "destination", "destination_workload", workload, "destination_workload_namespace", w.ns, "response_code", rc}
-	w.add(append([]string{"__name__", "istio_requests_total"}, base...), 1)
-	ms := float64(latency) / float64(time.Millisecond)
-	w.histogram("istio_request_duration_milliseconds", base, mesh.DurationBuckets(), ms)
 	pod := w.target + "-5d8f7b9c46-q7w4z"
 	if workload != w.target {
 		pod = w.target + "-primary-7b9f5c6d48-x2k9p"
 	}
 	mock := []string{"namespace", w.ns, "pod", pod, "route", "/*", "method", "GET", "code", rc}
-	w.add(append([]string{"__name__", "canarylab_mock_requests_total"}, mock...), 1)
-	w.histogram("canarylab_mock_request_duration_seconds", mock, mockserver.LatencyBuckets, latency.Seconds())
+	cs := &codeSeries{
+		requests: w.newSeries(append([]string{"__name__", "istio_requests_total"}, base...)),
+		istio:    w.newHistogram("istio_request_duration_milliseconds", base, mesh.DurationBuckets()),
+	}
+	// The mock servers' own series only when a query reads them: they
+	// double what a scrape writes.
+	if w.mock {
+		cs.mockRequests = w.newSeries(append([]string{"__name__", "canarylab_mock_requests_total"}, mock...))
+		cs.mock = w.newHistogram("canarylab_mock_request_duration_seconds", mock, mockserver.LatencyBuckets)
+	}
+	w.byCode[key] = cs
+	return cs
 }
 
-func (w *world) histogram(name string, base []string, buckets []float64, v float64) {
-	for _, b := range buckets {
-		if v <= b {
-			w.add(append([]string{"__name__", name + "_bucket", "le", strconv.FormatFloat(b, 'g', -1, 64)}, base...), 1)
-		} else {
-			w.add(append([]string{"__name__", name + "_bucket", "le", strconv.FormatFloat(b, 'g', -1, 64)}, base...), 0)
-		}
-	}
-	w.add(append([]string{"__name__", name + "_bucket", "le", "+Inf"}, base...), 1)
-	w.add(append([]string{"__name__", name + "_count"}, base...), 1)
-	w.add(append([]string{"__name__", name + "_sum"}, base...), v)
+func (w *world) newSeries(kv []string) *series {
+	s := &series{lbls: labels.FromStrings(kv...)}
+	w.all = append(w.all, s)
+	return s
 }
 
-func (w *world) add(kv []string, v float64) {
-	key := strings.Join(kv, "\xff")
-	s := w.series[key]
-	if s == nil {
-		s = &series{lbls: labels.FromStrings(kv...)}
-		w.series[key] = s
+func (w *world) newHistogram(name string, base []string, bounds []float64) *histogram {
+	h := &histogram{bounds: bounds, counts: make([]float64, len(bounds)+1)}
+	for _, b := range bounds {
+		h.buckets = append(h.buckets, w.newSeries(append([]string{"__name__", name + "_bucket", "le", strconv.FormatFloat(b, 'g', -1, 64)}, base...)))
 	}
-	s.v += v
+	h.buckets = append(h.buckets, w.newSeries(append([]string{"__name__", name + "_bucket", "le", "+Inf"}, base...)))
+	h.count = w.newSeries(append([]string{"__name__", name + "_count"}, base...))
+	h.sum = w.newSeries(append([]string{"__name__", name + "_sum"}, base...))
+	w.hists = append(w.hists, h)
+	return h
 }
 
 // scrape writes every series' value at t, as a scrape would.
 func (w *world) scrape(t time.Time) error {
+	for _, h := range w.hists {
+		h.flush()
+	}
 	app := w.store.Appender()
-	for _, s := range w.series {
+	for _, s := range w.all {
 		if err := app.Add(s.lbls, t, s.v); err != nil {
 			_ = app.Rollback()
 			return err

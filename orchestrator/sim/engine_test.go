@@ -12,6 +12,10 @@ import (
 )
 
 func runSim(t *testing.T, name string, seed uint64) report.Run {
+	return runSimOpts(t, name, Options{Seed: seed})
+}
+
+func runSimOpts(t *testing.T, name string, opts Options) report.Run {
 	t.Helper()
 	data, err := scenarios.Get(name)
 	if err != nil {
@@ -24,7 +28,7 @@ func runSim(t *testing.T, name string, seed uint64) report.Run {
 	var live strings.Builder
 	rec := report.NewRecorder(s, "", Name, 0, report.NewLive(&live, s.Analysis.Threshold, 0))
 	start := time.Now()
-	err = New(Options{Seed: seed}).Run(context.Background(), s, rec)
+	err = New(opts).Run(context.Background(), s, rec)
 	run := rec.Finish(s, time.Since(start), err)
 	if !run.Passed {
 		var sum strings.Builder
@@ -62,4 +66,38 @@ func TestDeterministic(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Sparse scraping (only the scrapes a rate() window's ends read) gives
+// exactly the values of scraping every interval, for every ready scenario
+// whose queries allow it.
+func TestSparseScrapingIsExact(t *testing.T) {
+	for _, name := range scenarios.Names() {
+		t.Run(name, func(t *testing.T) {
+			full := runSimOpts(t, name, Options{Seed: 11, FullScrape: true})
+			sparse := runSimOpts(t, name, Options{Seed: 11})
+			if len(full.Ticks) != len(sparse.Ticks) || full.Outcome != sparse.Outcome {
+				t.Fatalf("full: %d ticks, %s; sparse: %d ticks, %s", len(full.Ticks), full.Outcome, len(sparse.Ticks), sparse.Outcome)
+			}
+			for i := range full.Ticks {
+				fc, sc := full.Ticks[i].Checks, sparse.Ticks[i].Checks
+				if len(fc) != len(sc) {
+					t.Fatalf("tick %d: %d and %d checks", i, len(fc), len(sc))
+				}
+				for j := range fc {
+					a, b := fc[j].Value, sc[j].Value
+					if (a == nil) != (b == nil) || (a != nil && *a != *b) {
+						t.Errorf("tick %d %s: full %v, sparse %v", i, fc[j].Metric, deref(a), deref(b))
+					}
+				}
+			}
+		})
+	}
+}
+
+func deref(v *float64) any {
+	if v == nil {
+		return "no value"
+	}
+	return *v
 }
