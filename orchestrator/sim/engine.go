@@ -167,7 +167,7 @@ type world struct {
 	// workload and code.
 	all    []*series
 	hists  []*histogram
-	byCode map[codeKey]*codeSeries
+	byCode [2]map[int]*codeSeries // by workload (primary, canary), then code
 	// mock: some query reads the mock servers' own metrics.
 	mock bool
 	// sparse: every query only takes rate() or increase() of ranges, so
@@ -178,10 +178,6 @@ type world struct {
 	windows []time.Duration
 }
 
-type codeKey struct {
-	workload string
-	code     int
-}
 
 type series struct {
 	lbls labels.Labels
@@ -195,7 +191,7 @@ func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
 	}
 	w := &world{s: s, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), store: store,
 		lt: webhook.NewLoadtester(nil), primaryW: 100, ns: s.Namespace(), target: s.Name(),
-		mirrorWeight: s.Analysis.MirrorWeight, byCode: map[codeKey]*codeSeries{}, scrape0: opts.ScrapeInterval}
+		mirrorWeight: s.Analysis.MirrorWeight, byCode: [2]map[int]*codeSeries{{}, {}}, scrape0: opts.ScrapeInterval}
 	fail := func(err error) (*world, error) {
 		_ = store.Close()
 		return nil, err
@@ -317,19 +313,25 @@ func (w *world) traffic(from time.Time, d time.Duration) error {
 			toCanary = w.r.IntN(100) < w.canaryW
 		}
 		if toCanary {
-			w.serve(w.target, w.canary)
+			w.serve(canaryW, w.canary)
 		} else {
-			w.serve(w.target+"-primary", w.primary)
+			w.serve(primaryW, w.primary)
 			if w.mirrored && (w.mirrorWeight <= 0 || w.r.IntN(100) < w.mirrorWeight) {
-				w.serve(w.target, w.canary)
+				w.serve(canaryW, w.canary)
 			}
 		}
 	}
 	return nil
 }
 
+// The two workloads, by index.
+const (
+	primaryW = 0
+	canaryW  = 1
+)
+
 // serve counts one request served by a workload.
-func (w *world) serve(workload string, m behavior.Model) {
+func (w *world) serve(workload int, m behavior.Model) {
 	o := m.Sample(w.r)
 	code, latency := 200, o.Delay
 	switch o.Fault {
@@ -478,10 +480,13 @@ func (h *histogram) flush() {
 	}
 }
 
-func (w *world) codeSeries(workload string, code int) *codeSeries {
-	key := codeKey{workload, code}
-	if cs := w.byCode[key]; cs != nil {
+func (w *world) codeSeries(wl int, code int) *codeSeries {
+	if cs := w.byCode[wl][code]; cs != nil {
 		return cs
+	}
+	workload := w.target
+	if wl == primaryW {
+		workload += "-primary"
 	}
 	rc := strconv.Itoa(code)
 	base := []string{"reporter", "destination", "destination_workload", workload, "destination_workload_namespace", w.ns, "response_code", rc}
@@ -500,7 +505,7 @@ func (w *world) codeSeries(workload string, code int) *codeSeries {
 		cs.mockRequests = w.newSeries(append([]string{"__name__", "canarylab_mock_requests_total"}, mock...))
 		cs.mock = w.newHistogram("canarylab_mock_request_duration_seconds", mock, mockserver.LatencyBuckets)
 	}
-	w.byCode[key] = cs
+	w.byCode[wl][code] = cs
 	return cs
 }
 
