@@ -178,7 +178,6 @@ type world struct {
 	windows []time.Duration
 }
 
-
 type series struct {
 	lbls labels.Labels
 	v    float64
