@@ -41,7 +41,7 @@ version is healthy, slow or broken.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(newRunCmd(), newValidateCmd(), newSchemaCmd(), newScenariosCmd(), newRenderCmd(),
+	root.AddCommand(newRunCmd(), newSweepCmd(), newValidateCmd(), newSchemaCmd(), newScenariosCmd(), newRenderCmd(),
 		newMockCmd(), newLoadCmd(), newVersionCmd(info))
 	return root
 }
