@@ -428,10 +428,15 @@ func (w *world) stop() {
 		if w.cancel != nil {
 			w.cancel()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// The load has stopped: a short grace for answers in flight, then
+		// whatever is left (a connection accepted but never used holds a
+		// graceful shutdown for 5 s) is closed.
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		for _, srv := range w.servers {
-			_ = srv.Shutdown(ctx)
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
 		}
 		for _, r := range w.runs {
 			_ = r.Shutdown(ctx)
