@@ -4,61 +4,29 @@ import (
 	"context"
 	"errors"
 	"math"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/canarylab/canarylab/orchestrator/analysis"
 )
 
-// Flagger's builtin Istio queries (pkg/metrics/observers/istio.go,
-// istioQueries), verbatim from flagger-analysis.md §4. Flagger's Go raw
-// strings start on the line after the backquote, hence the leading
-// newline that becomes the leading space of the wire form.
-const (
-	istioSuccessRateTemplate = "\n" + `	sum(
-		rate(
-			istio_requests_total{
-				reporter="destination",
-				destination_workload_namespace="{{ namespace }}",
-				destination_workload=~"{{ target }}",
-				response_code!~"5.*"
-			}[{{ interval }}]
-		)
-	) 
-	/ 
-	sum(
-		rate(
-			istio_requests_total{
-				reporter="destination",
-				destination_workload_namespace="{{ namespace }}",
-				destination_workload=~"{{ target }}"
-			}[{{ interval }}]
-		)
-	) 
-	* 100`
-	istioDurationTemplate = "\n" + `	histogram_quantile(
-		0.99,
-		sum(
-			rate(
-				istio_request_duration_milliseconds_bucket{
-					reporter="destination",
-					destination_workload_namespace="{{ namespace }}",
-					destination_workload=~"{{ target }}"
-				}[{{ interval }}]
-			)
-		) by (le)
-	)`
+// The builtin queries are the analysis' own (Flagger's istioQueries,
+// verbatim): the store is tested on the very text the analysis sends.
+var (
+	istioSuccessRateTemplate = analysis.BuiltinQueries[analysis.RequestSuccessRate]
+	istioDurationTemplate    = analysis.BuiltinQueries[analysis.RequestDuration]
 )
 
-// renderIstio substitutes the template variables the way RenderQuery's
-// functions do for namespace, target and interval.
+// renderIstio renders a builtin query as the analysis does, for
+// namespace, target and interval.
 func renderIstio(tmpl, namespace, target, interval string) string {
-	return strings.NewReplacer(
-		"{{ namespace }}", namespace,
-		"{{ target }}", target,
-		"{{ interval }}", interval,
-	).Replace(tmpl)
+	q, err := analysis.Render(tmpl, analysis.TemplateVars{Namespace: namespace, Target: target, Interval: interval})
+	if err != nil {
+		panic(err)
+	}
+	return q
 }
 
 // t0 is an arbitrary whole second, far from zero so that counters and
