@@ -8,8 +8,9 @@ VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    := $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
-# Debian packages the tests and benchmarks use.
-APT_DEPS  := prometheus wrk python3-locust
+# Debian packages the tests and benchmarks use (chromium: the HTML reports are
+# checked in a real headless browser).
+APT_DEPS  := prometheus wrk python3-locust chromium fonts-dejavu-core
 
 .PHONY: all build demo schema test test-e2e test-unit test-deps bench lint fuzz mock clean help e2e e2e-tools
 

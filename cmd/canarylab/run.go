@@ -37,6 +37,7 @@ type runFlags struct {
 	timeout      time.Duration
 	jsonPath     string
 	junitPath    string
+	htmlPath     string
 	loadExternal bool
 	scrape       time.Duration
 	seed         uint64
@@ -101,7 +102,8 @@ requests it would see in real time.
 Exit code: 0 when every expectation holds, 1 when one does not, 2 for invalid input.`,
 		Example: `  canarylab run failure-errors --speed 30
   canarylab run success failure-errors --speed 30 --junit report.xml
-  canarylab run my-scenario.yaml --json run.json`,
+  canarylab run my-scenario.yaml --json run.json
+  canarylab run failure-latency --engine sim --report run.html`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bindEnv(cmd, "CANARYLAB_RUN"); err != nil {
@@ -116,6 +118,7 @@ Exit code: 0 when every expectation holds, 1 when one does not, 2 for invalid in
 	fl.DurationVar(&f.timeout, "timeout", 0, "bound each run in real time (default: the scenario's timeout divided by --speed)")
 	fl.StringVar(&f.jsonPath, "json", "", "write the runs (ticks, weights, metric values, events, expectations) as JSON to this file")
 	fl.StringVar(&f.junitPath, "junit", "", "write the runs as JUnit XML to this file")
+	fl.StringVar(&f.htmlPath, "report", "", "write the runs as a self-contained HTML page to this file (canary weight, each metric against its threshold range, failed checks, events)")
 	fl.BoolVar(&f.loadExternal, "load-external", false, "send no load; a Locust master with canarylab workers (or any client) drives the router")
 	fl.DurationVar(&f.scrape, "scrape-interval", 5*time.Second, "the embedded Prometheus' scrape interval, in scenario time")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the mock servers' and the router's draws (0: random)")
@@ -236,6 +239,11 @@ func runScenarios(ctx context.Context, out, errOut io.Writer, f runFlags, args [
 	}
 	if f.junitPath != "" {
 		if err := runreport.WriteJUnit(f.junitPath, runs); err != nil {
+			return err
+		}
+	}
+	if f.htmlPath != "" {
+		if err := runreport.WriteHTMLFile(f.htmlPath, runs); err != nil {
 			return err
 		}
 	}

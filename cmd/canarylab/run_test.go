@@ -141,9 +141,19 @@ func TestRender(t *testing.T) {
 // The sim engine runs a ready scenario in virtual time: minutes of
 // analysis in well under a second.
 func TestRunSim(t *testing.T) {
-	out, err := runCLI(t, "run", "--engine", "sim", "--seed", "3", "failure-errors")
+	html := filepath.Join(t.TempDir(), "run.html")
+	out, err := runCLI(t, "run", "--engine", "sim", "--seed", "3", "--report", html, "failure-errors")
 	if err != nil || !strings.Contains(out, "PASS failure-errors: Failed after 8m0s of analysis") {
 		t.Errorf("err %v\n%s", err, out)
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<title>canarylab run: failure-errors</title>", "Rolled back", "Canary weight", "Metric request-success-rate"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("--report lacks %q", want)
+		}
 	}
 }
 

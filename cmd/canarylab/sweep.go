@@ -27,6 +27,7 @@ type sweepFlags struct {
 	healthy  bool
 	csvPath  string
 	jsonPath string
+	htmlPath string
 	quiet    bool
 }
 
@@ -79,6 +80,7 @@ or a scenario the sim engine cannot run).`,
 	fl.BoolVar(&f.healthy, "healthy", true, "also run each point with the canary behaving as the stable version, for the false-rollback rate")
 	fl.StringVar(&f.csvPath, "csv", "", "write one row per point as CSV to this file")
 	fl.StringVar(&f.jsonPath, "json", "", "write the result as JSON to this file")
+	fl.StringVar(&f.htmlPath, "report", "", "write a self-contained HTML report to this file (detection and false rollbacks against the varied fault, time-to-decision distributions, every point)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress line")
 	envHelp(cmd, "CANARYLAB_SWEEP")
 	return cmd
@@ -108,6 +110,7 @@ func runSweep(ctx context.Context, out, errOut io.Writer, f sweepFlags, arg stri
 	}
 	prog := newProgress(errOut, f.quiet)
 	opts := sweep.Options{Runs: f.runs, Workers: f.workers, Seed: f.seed, Healthy: f.healthy, Progress: prog.update}
+	start := time.Now()
 	res, err := sweep.Run(ctx, s, varies, opts)
 	var ve *sweep.VaryError
 	switch {
@@ -137,6 +140,11 @@ func runSweep(ctx context.Context, out, errOut io.Writer, f sweepFlags, arg stri
 			return fmt.Errorf("write --json: %w", err)
 		}
 	}
+	if f.htmlPath != "" {
+		if err := writeSweepHTML(f.htmlPath, res, f, arg, time.Since(start)); err != nil {
+			return err
+		}
+	}
 	errs, runs := 0, 0
 	first := ""
 	for _, p := range res.Points {
@@ -149,6 +157,35 @@ func runSweep(ctx context.Context, out, errOut io.Writer, f sweepFlags, arg stri
 		return usageError{fmt.Errorf("every run ended in an error, the sim engine cannot run this scenario: %s", first)}
 	}
 	return nil
+}
+
+// writeSweepHTML writes the HTML report, with the command that gives the
+// same numbers again (the seed included).
+func writeSweepHTML(path string, res *sweep.Result, f sweepFlags, arg string, elapsed time.Duration) error {
+	cmdline := []string{"canarylab", "sweep", shellQuote(arg)}
+	for _, v := range f.varies {
+		cmdline = append(cmdline, "--vary", shellQuote(v))
+	}
+	cmdline = append(cmdline, "--runs", strconv.Itoa(res.Runs), "--seed", strconv.FormatUint(res.Seed, 10))
+	if !res.Healthy {
+		cmdline = append(cmdline, "--healthy=false")
+	}
+	var b strings.Builder
+	if err := sweep.WriteHTML(&b, res, sweep.HTMLOptions{Command: strings.Join(cmdline, " "), Elapsed: elapsed}); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write --report: %w", err)
+	}
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:=/,@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // progress writes the progress line: rewritten in place on a terminal, a

@@ -15,9 +15,9 @@ import (
 
 func TestSweepWritesTableCSVAndJSON(t *testing.T) {
 	dir := t.TempDir()
-	csvPath, jsonPath := filepath.Join(dir, "sweep.csv"), filepath.Join(dir, "sweep.json")
+	csvPath, jsonPath, htmlPath := filepath.Join(dir, "sweep.csv"), filepath.Join(dir, "sweep.json"), filepath.Join(dir, "sweep.html")
 	out, err := runCLI(t, "sweep", "failure-errors", "--vary", "canary.errors.rate=0,0.2", "--runs", "10", "--seed", "7",
-		"--workers", "2", "--csv", csvPath, "--json", jsonPath)
+		"--workers", "2", "--csv", csvPath, "--json", jsonPath, "--report", htmlPath)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -80,6 +80,17 @@ func TestSweepWritesTableCSVAndJSON(t *testing.T) {
 	for _, key := range []string{`"pPromote"`, `"falseRollback"`, `"decisionP50"`, `"failedChecksMean"`, `"lo"`, `"hi"`} {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("JSON lacks %s", key)
+		}
+	}
+
+	page, err := os.ReadFile(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<title>canarylab sweep: failure-errors</title>", "Detection: P(rollback) of the canary",
+		"canarylab sweep failure-errors --vary canary.errors.rate=0,0.2 --runs 10 --seed 7"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("--report lacks %q", want)
 		}
 	}
 

@@ -48,6 +48,9 @@ type Run struct {
 	Canary  string  `json:"canary"`
 	// Interval is the analysis interval (scenario time).
 	Interval time.Duration `json:"interval"`
+	// Threshold is the analysis' threshold: the failed checks that roll
+	// the canary back.
+	Threshold int `json:"threshold"`
 	// Router is the URL the load goes to (the local engine's router).
 	Router  string    `json:"router,omitempty"`
 	Started time.Time `json:"started"`
@@ -105,6 +108,7 @@ func NewRecorder(s *scenario.Scenario, file, engine string, speed float64, next 
 	return &Recorder{next: next, run: Run{
 		Scenario: s.Metadata.Name, Description: s.Metadata.Description, File: file, Engine: engine,
 		Speed: speed, Flagger: string(s.Version()), Canary: s.Name() + "." + s.Namespace(),
+		Threshold: max(1, s.Analysis.Threshold),
 	}}
 }
 

@@ -17,6 +17,7 @@
 package sweep
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,9 +118,20 @@ type Point struct {
 	// FailedChecksMean is the mean status.failedChecks when a rollback
 	// started, over the rolled back runs (0 when none).
 	FailedChecksMean float64 `json:"failedChecksMean"`
+	// Decisions is the distribution of the time to decision: how many
+	// runs were promoted and rolled back at each decision time, in time
+	// order. Verdicts fall on analysis ticks, so it has few entries.
+	Decisions []DecisionCount `json:"decisions,omitempty"`
 	// Error is the first engine error of the point's runs (by run
 	// index), if any.
 	Error string `json:"error,omitempty"`
+}
+
+// DecisionCount is the number of runs decided at one scenario time.
+type DecisionCount struct {
+	At         time.Duration `json:"at"`
+	Promoted   int           `json:"promoted"`
+	RolledBack int           `json:"rolledBack"`
 }
 
 // agg accumulates a point's (or a healthy group's) runs.
@@ -126,6 +139,7 @@ type agg struct {
 	runs, promoted, rolledBack, timedOut, errors int
 	failedChecks                                 int
 	decisions                                    []time.Duration
+	histogram                                    map[time.Duration]*DecisionCount
 	err                                          string
 	errRun                                       int
 }
@@ -136,10 +150,12 @@ func (a *agg) add(r result) {
 	case string(scenario.Succeeded):
 		a.promoted++
 		a.decisions = append(a.decisions, r.decision)
+		a.bin(r.decision).Promoted++
 	case string(scenario.Failed):
 		a.rolledBack++
 		a.failedChecks += r.failedChecks
 		a.decisions = append(a.decisions, r.decision)
+		a.bin(r.decision).RolledBack++
 	case report.OutcomeTimeout:
 		a.timedOut++
 	default:
@@ -148,6 +164,18 @@ func (a *agg) add(r result) {
 			a.err, a.errRun = r.err, r.run
 		}
 	}
+}
+
+func (a *agg) bin(at time.Duration) *DecisionCount {
+	if a.histogram == nil {
+		a.histogram = map[time.Duration]*DecisionCount{}
+	}
+	b := a.histogram[at]
+	if b == nil {
+		b = &DecisionCount{At: at}
+		a.histogram[at] = b
+	}
+	return b
 }
 
 // job is one run to do.
@@ -269,6 +297,10 @@ func finish(varies []Vary, values []any, a, h *agg) Point {
 	if a.rolledBack > 0 {
 		p.FailedChecksMean = float64(a.failedChecks) / float64(a.rolledBack)
 	}
+	for _, b := range a.histogram {
+		p.Decisions = append(p.Decisions, *b)
+	}
+	slices.SortFunc(p.Decisions, func(x, y DecisionCount) int { return cmp.Compare(x.At, y.At) })
 	return p
 }
 

@@ -51,6 +51,18 @@ func TestSweepFailureErrors(t *testing.T) {
 	if ok.DecisionP50.Value < 5*time.Minute || ok.DecisionP50.Value > 11*time.Minute {
 		t.Errorf("rate 0: decision p50 %+v", ok.DecisionP50)
 	}
+	for _, p := range []Point{ok, bad} {
+		promoted, rolled := 0, 0
+		for i, d := range p.Decisions {
+			promoted, rolled = promoted+d.Promoted, rolled+d.RolledBack
+			if i > 0 && d.At <= p.Decisions[i-1].At {
+				t.Errorf("decisions out of order: %+v", p.Decisions)
+			}
+		}
+		if promoted != p.Promoted || rolled != p.RolledBack {
+			t.Errorf("the decision histogram counts %d promoted and %d rolled back, the point %d and %d", promoted, rolled, p.Promoted, p.RolledBack)
+		}
+	}
 	if ok.HealthyRuns != 20 || bad.HealthyRuns != 20 || ok.FalseRollback != bad.FalseRollback || ok.FalseRollback.Value > 0.1 {
 		t.Errorf("healthy: %d/%d runs, false rollback %+v and %+v", ok.HealthyRuns, bad.HealthyRuns, ok.FalseRollback, bad.FalseRollback)
 	}
