@@ -17,6 +17,7 @@ import (
 
 	"github.com/canarylab/canarylab/e2e/cluster"
 	"github.com/canarylab/canarylab/e2e/dataplane"
+	"github.com/canarylab/canarylab/internal/browsertest"
 	"github.com/canarylab/canarylab/orchestrator/kube"
 	"github.com/canarylab/canarylab/orchestrator/local"
 	"github.com/canarylab/canarylab/orchestrator/report"
@@ -200,8 +201,27 @@ func TestKubeEngineAgainstTheRealFlagger(t *testing.T) {
 			if !slices.Equal(ke, le) {
 				t.Errorf("events differ:\n real Flagger %q\n embedded     %q", ke, le)
 			}
+			checkHTMLReport(t, name, kr, lr)
 			st.checkNoLoadLeft(t, s)
 		})
+	}
+}
+
+// checkHTMLReport: canarylab run --report draws a kube engine's run (the
+// real Canary's weights, failed checks and events, seen by the watcher)
+// next to the embedded engine's, and the page renders in Chromium.
+func checkHTMLReport(t *testing.T, name string, kube, local report.Run) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kube-"+name+".html")
+	if err := report.WriteHTMLFile(path, []report.Run{kube, local}); err != nil {
+		t.Fatal(err)
+	}
+	p := browsertest.Open(t, path)
+	p.CheckCharts(t, 4) // weight and failed checks for each run, and the embedded run's metrics
+	for _, want := range []string{"kube", "local", "Canary weight", "Failed checks", "Events"} {
+		if !strings.Contains(p.Text, want) {
+			t.Errorf("the report of %s does not show %q", name, want)
+		}
 	}
 }
 
