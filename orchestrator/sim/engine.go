@@ -13,22 +13,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/canarylab/canarylab/loadgen/plan"
-	"github.com/canarylab/canarylab/mockserver"
 	"github.com/canarylab/canarylab/mockserver/behavior"
 	"github.com/canarylab/canarylab/orchestrator/analysis"
 	"github.com/canarylab/canarylab/orchestrator/mesh"
@@ -126,10 +120,16 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 				obs.Note(actions[0].At.D(), w.act(s, actions[0]))
 				actions = actions[1:]
 			}
-			if err := w.traffic(w.now, step); err != nil {
-				return err
+			if w.exact {
+				w.trafficEach(step)
+			} else {
+				w.trafficCells(step)
 			}
 			w.now = w.now.Add(step)
+			if w.fresh {
+				w.densify(w.now, interval)
+				w.fresh = false
+			}
 			if w.needed(w.now, interval) {
 				if err := w.scrape(w.now); err != nil {
 					return err
@@ -163,24 +163,24 @@ type world struct {
 	mirrorWeight               int
 
 	ns, target string
-	// The series the exporters expose, in a stable order, and by
-	// workload and code.
+	// shape is what the queries read; exact: some may read a latency sum,
+	// so requests are drawn one by one (see traffic.go).
+	shape *shape
+	exact bool
+	// The series written at each scrape (those some query reads, from
+	// the first answer with their code on), and by workload and code.
 	all    []*series
 	hists  []*histogram
 	byCode [2]map[int]*codeSeries // by workload (primary, canary), then code
-	// mock: some query reads the mock servers' own metrics.
-	mock bool
-	// sparse: every query only takes rate() or increase() of ranges, so
-	// only the scrapes that can be a window's first or last sample change
-	// a result (windows, the queries' ranges); see needed.
+	tables map[tableKey]*table
+	// sparse: only the scrapes that can be a window's first or last
+	// sample are written (see needed).
 	sparse  bool
 	scrape0 time.Duration
-	windows []time.Duration
-}
-
-type series struct {
-	lbls labels.Labels
-	v    float64
+	// fresh: a series appeared in this scrape interval; dense: every
+	// scrape up to this time since epoch is needed.
+	fresh bool
+	dense time.Duration
 }
 
 func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
@@ -190,7 +190,7 @@ func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
 	}
 	w := &world{s: s, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), store: store,
 		lt: webhook.NewLoadtester(nil), primaryW: 100, ns: s.Namespace(), target: s.Name(),
-		mirrorWeight: s.Analysis.MirrorWeight, byCode: [2]map[int]*codeSeries{{}, {}}, scrape0: opts.ScrapeInterval}
+		mirrorWeight: s.Analysis.MirrorWeight, byCode: [2]map[int]*codeSeries{{}, {}}, tables: map[tableKey]*table{}, scrape0: opts.ScrapeInterval}
 	fail := func(err error) (*world, error) {
 		_ = store.Close()
 		return nil, err
@@ -215,8 +215,9 @@ func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
 	if s.Load.Users > 0 {
 		w.rate = closedRate(p, s.Load.Users, w.primary, w.r)
 	}
-	w.sparse, w.mock, w.windows = queryShape(s, opts.ScrapeInterval)
-	w.sparse = w.sparse && !opts.FullScrape
+	w.shape = queryShape(s, opts.ScrapeInterval)
+	w.sparse = w.shape.sparse && !opts.FullScrape
+	w.exact = w.shape.mayRead("istio_request_duration_milliseconds_sum", "canarylab_mock_request_duration_seconds_sum")
 	w.matched = 1
 	if len(s.Analysis.Match) > 0 {
 		mt, err := mesh.NewMatcher(s.Analysis.Match)
@@ -279,96 +280,27 @@ func matchedShare(p plan.Plan, mt *mesh.Matcher) float64 {
 	return matched / total
 }
 
-// poisson draws a Poisson count (normal approximation for large means).
-func poisson(r *rand.Rand, lambda float64) int {
-	if lambda <= 0 {
-		return 0
-	}
-	if lambda > 30 {
-		return max(0, int(math.Round(lambda+math.Sqrt(lambda)*r.NormFloat64())))
-	}
-	l, k, p := math.Exp(-lambda), 0, 1.0
-	for {
-		p *= r.Float64()
-		if p <= l {
-			return k
-		}
-		k++
-	}
-}
-
-// traffic draws the requests of (from, from+d] and counts them as the
-// destination sidecars and the mock servers would.
-func (w *world) traffic(from time.Time, d time.Duration) error {
-	n := poisson(w.r, w.rate*d.Seconds())
-	for range n {
-		toCanary := false
-		switch {
-		case len(w.s.Analysis.Match) > 0 && w.s.Analysis.Iterations > 0:
-			// A/B: matching requests follow the route's weights, others
-			// go to the primary.
-			toCanary = w.r.Float64() < w.matched && w.r.IntN(100) < w.canaryW
-		default:
-			toCanary = w.r.IntN(100) < w.canaryW
-		}
-		if toCanary {
-			w.serve(canaryW, w.canary)
-		} else {
-			w.serve(primaryW, w.primary)
-			if w.mirrored && (w.mirrorWeight <= 0 || w.r.IntN(100) < w.mirrorWeight) {
-				w.serve(canaryW, w.canary)
-			}
-		}
-	}
-	return nil
-}
-
-// The two workloads, by index.
-const (
-	primaryW = 0
-	canaryW  = 1
-)
-
-// serve counts one request served by a workload.
-func (w *world) serve(workload int, m behavior.Model) {
-	o := m.Sample(w.r)
-	code, latency := 200, o.Delay
-	switch o.Fault {
-	case behavior.FaultReset, behavior.FaultClose:
-		code, latency = 503, 0
-	case behavior.FaultHang:
-		code, latency = 503, o.FaultDuration
-	case behavior.FaultSlowBody:
-		latency += o.FaultDuration
-	}
-	if o.Status != 0 && code == 200 {
-		code = o.Status
-	}
-	cs := w.codeSeries(workload, code)
-	cs.requests.v++
-	ms := float64(latency) / float64(time.Millisecond)
-	cs.istio.observe(ms)
-	if cs.mock != nil {
-		cs.mockRequests.v++
-		cs.mock.observe(latency.Seconds())
-	}
-}
-
 // needed reports whether the scrape at t can change a query's result.
-// With full scraping, every one can; with sparse, rate() and increase()
-// read a window's first and last samples only (extrapolation included:
-// the first is one scrape after the window's start, the last at the tick,
-// as with every scrape kept), so only the scrapes at ticks and one scrape
-// after each window's start are kept: a few instead of a dozen per tick.
+// With full scraping, every one can. With sparse, rate() and increase()
+// read a window's first and last samples, and the number of samples in
+// between only through the average interval their extrapolation compares
+// the first sample's distance from the window's start with: for a series
+// that exists before the window, that distance is one scrape interval,
+// never beyond 1.1 average intervals, however many samples are written.
+// So the scrapes at ticks and one scrape after each window's start are
+// enough (a few instead of a dozen per tick), except in the windows where
+// a series appears later than their first scrape: there every scrape
+// from its first sample on is written, as a full scrape would (see
+// densify).
 func (w *world) needed(t time.Time, interval time.Duration) bool {
 	if !w.sparse {
 		return true
 	}
 	since := t.Sub(epoch)
-	if since%interval == 0 {
+	if since%interval == 0 || since <= w.dense {
 		return true
 	}
-	for _, win := range w.windows {
+	for _, win := range w.shape.windows {
 		if (since+win-w.scrape0)%interval == 0 {
 			return true
 		}
@@ -376,154 +308,18 @@ func (w *world) needed(t time.Time, interval time.Duration) bool {
 	return false
 }
 
-// queryShape renders every query of the analysis and reads, with
-// Prometheus' parser, whether all ranges go to rate() or increase()
-// (sparse scraping is exact then; the windows and the interval must be
-// whole scrape intervals too), and whether any reads the mock servers'
-// metrics.
-func queryShape(s *scenario.Scenario, scrape time.Duration) (sparse, mock bool, windows []time.Duration) {
-	interval := s.Analysis.IntervalDuration()
-	sparse = interval%scrape == 0
-	vars := analysis.TemplateVars{Name: s.Name(), Namespace: s.Namespace(), Target: s.Name(), Service: s.Name(), Ingress: s.Name(), Route: s.Name()}
-	p := parser.NewParser(parser.Options{})
-	for _, m := range s.Analysis.Metrics {
-		var q string
-		vars.Interval, vars.Variables = m.Interval, m.TemplateVariables
-		switch {
-		case analysis.IsBuiltin(m.Name):
-			if vars.Interval == "" {
-				vars.Interval = analysis.DefaultMetricInterval
-			}
-			q = analysis.BuiltinQueries[m.Name]
-		case m.Query != "":
-			q = m.Query
-		case m.TemplateRef != nil:
-			for _, t := range s.MetricTemplates {
-				if t.Metadata.Name == m.TemplateRef.Name {
-					q = t.Spec.Query
-				}
+// densify makes every scrape needed up to the end of each window that
+// holds t, a series' first sample, later than the window's first scrape.
+func (w *world) densify(t time.Time, interval time.Duration) {
+	since := t.Sub(epoch)
+	for _, win := range w.shape.windows {
+		// The windows (tick-win, tick] that hold since.
+		for tick := (since + interval - 1) / interval * interval; tick < since+win; tick += interval {
+			if tick-win+w.scrape0 != since {
+				w.dense = max(w.dense, tick)
 			}
 		}
-		text, err := analysis.Render(q, vars)
-		if err != nil {
-			return false, true, nil
-		}
-		mock = mock || strings.Contains(text, "canarylab_mock")
-		expr, err := p.ParseExpr(text)
-		if err != nil {
-			sparse = false
-			continue
-		}
-		parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
-			switch n := n.(type) {
-			case *parser.SubqueryExpr:
-				sparse = false
-			case *parser.MatrixSelector:
-				win := n.Range
-				call, ok := parentCall(path)
-				if !ok || (call.Func.Name != "rate" && call.Func.Name != "increase") || win%scrape != 0 {
-					sparse = false
-				}
-				windows = append(windows, win)
-			}
-			return nil
-		})
 	}
-	return sparse, mock, windows
-}
-
-// parentCall is the innermost function call above a node.
-func parentCall(path []parser.Node) (*parser.Call, bool) {
-	for i := len(path) - 1; i >= 0; i-- {
-		switch p := path[i].(type) {
-		case *parser.Call:
-			return p, true
-		case *parser.ParenExpr:
-			continue
-		default:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-// codeSeries are the series one workload's answers with one code feed:
-// built once, then only counted.
-type codeSeries struct {
-	requests, mockRequests *series
-	istio, mock            *histogram
-}
-
-// histogram is a histogram's series: per-bucket counts (made cumulative
-// when scraped), the count and the sum.
-type histogram struct {
-	bounds  []float64
-	buckets []*series // one per bound, then +Inf
-	counts  []float64
-	count   *series
-	sum     *series
-}
-
-func (h *histogram) observe(v float64) {
-	h.counts[sort.SearchFloat64s(h.bounds, v)]++
-	h.count.v++
-	h.sum.v += v
-}
-
-// flush makes the bucket series cumulative, as exposition has them.
-func (h *histogram) flush() {
-	c := 0.0
-	for i, n := range h.counts {
-		c += n
-		h.buckets[i].v = c
-	}
-}
-
-func (w *world) codeSeries(wl int, code int) *codeSeries {
-	if cs := w.byCode[wl][code]; cs != nil {
-		return cs
-	}
-	workload := w.target
-	if wl == primaryW {
-		workload += "-primary"
-	}
-	rc := strconv.Itoa(code)
-	base := []string{"reporter", "destination", "destination_workload", workload, "destination_workload_namespace", w.ns, "response_code", rc}
-	pod := w.target + "-5d8f7b9c46-q7w4z"
-	if workload != w.target {
-		pod = w.target + "-primary-7b9f5c6d48-x2k9p"
-	}
-	mock := []string{"namespace", w.ns, "pod", pod, "route", "/*", "method", "GET", "code", rc}
-	cs := &codeSeries{
-		requests: w.newSeries(append([]string{"__name__", "istio_requests_total"}, base...)),
-		istio:    w.newHistogram("istio_request_duration_milliseconds", base, mesh.DurationBuckets()),
-	}
-	// The mock servers' own series only when a query reads them: they
-	// double what a scrape writes.
-	if w.mock {
-		cs.mockRequests = w.newSeries(append([]string{"__name__", "canarylab_mock_requests_total"}, mock...))
-		cs.mock = w.newHistogram("canarylab_mock_request_duration_seconds", mock, mockserver.LatencyBuckets)
-	}
-	w.byCode[wl][code] = cs
-	return cs
-}
-
-func (w *world) newSeries(kv []string) *series {
-	s := &series{lbls: labels.FromStrings(kv...)}
-	w.all = append(w.all, s)
-	return s
-}
-
-func (w *world) newHistogram(name string, base []string, bounds []float64) *histogram {
-	h := &histogram{bounds: bounds, counts: make([]float64, len(bounds)+1)}
-	for _, b := range bounds {
-		h.buckets = append(h.buckets, w.newSeries(append([]string{"__name__", name + "_bucket", "le", strconv.FormatFloat(b, 'g', -1, 64)}, base...)))
-	}
-	h.buckets = append(h.buckets, w.newSeries(append([]string{"__name__", name + "_bucket", "le", "+Inf"}, base...)))
-	h.count = w.newSeries(append([]string{"__name__", name + "_count"}, base...))
-	h.sum = w.newSeries(append([]string{"__name__", name + "_sum"}, base...))
-	w.hists = append(w.hists, h)
-	return h
 }
 
 // scrape writes every series' value at t, as a scrape would.
@@ -588,6 +384,11 @@ func (w *world) Promote() error {
 }
 
 func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string) (float64, error) {
+	if !w.shape.all && !w.shape.queries[metricstore.CollapseWhitespace(q)] {
+		// Its series may not have been written: a wrong value would be
+		// worse than none.
+		return 0, fmt.Errorf("sim: the query %q was not foreseen from the scenario (a bug in the sim engine)", q)
+	}
 	v, err := w.store.Query(ctx, q, w.now)
 	switch {
 	case errors.Is(err, metricstore.ErrNoValuesFound):

@@ -1,0 +1,165 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/canarylab/canarylab/orchestrator/analysis"
+	"github.com/canarylab/canarylab/orchestrator/metricstore"
+	"github.com/canarylab/canarylab/orchestrator/scenario"
+)
+
+// shape is what the analysis' queries read, found once per run with
+// Prometheus' parser, so that the sim writes and draws only that.
+type shape struct {
+	// sparse: every range goes to rate() or increase() and is a whole
+	// number of scrape intervals, as is the analysis interval: only the
+	// scrapes that can be a window's first or last sample change a result
+	// (see world.needed).
+	sparse  bool
+	windows []time.Duration
+	// selectors are the label matchers of every series selector: a series
+	// none of them matches cannot change any result.
+	selectors [][]*labels.Matcher
+	// all: some query could not be rendered or parsed here, or reads
+	// series without a selector (info()): assume it reads everything.
+	all bool
+	// queries are the rendered texts, whitespace collapsed as the store
+	// collapses them: the analysis must send no other.
+	queries map[string]bool
+}
+
+// reads reports whether some query can select the series l.
+func (sh *shape) reads(l labels.Labels) bool {
+	if sh.all {
+		return true
+	}
+	for _, ms := range sh.selectors {
+		if matchesAll(ms, l) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayRead reports whether some selector may select a series of one of
+// these names, whatever its other labels.
+func (sh *shape) mayRead(names ...string) bool {
+	if sh.all {
+		return true
+	}
+	for _, ms := range sh.selectors {
+		named := false
+		for _, m := range ms {
+			if m.Name != labels.MetricName {
+				continue
+			}
+			named = true
+			for _, n := range names {
+				if m.Matches(n) {
+					return true
+				}
+			}
+		}
+		if !named {
+			return true
+		}
+	}
+	return false
+}
+
+func matchesAll(ms []*labels.Matcher, l labels.Labels) bool {
+	for _, m := range ms {
+		if !m.Matches(l.Get(m.Name)) {
+			return false
+		}
+	}
+	return true
+}
+
+// queryShape renders every query of the analysis as the analysis renders
+// it (the builtin and inline checks default the interval to 1m, template
+// checks do not) and reads its selectors and ranges with Prometheus'
+// parser. Every template of a referenced name is read, whatever its
+// namespace: a superset is safe.
+func queryShape(s *scenario.Scenario, scrape time.Duration) *shape {
+	interval := s.Analysis.IntervalDuration()
+	sh := &shape{sparse: interval%scrape == 0, queries: map[string]bool{}}
+	vars := analysis.TemplateVars{Name: s.Name(), Namespace: s.Namespace(), Target: s.Name(), Service: s.Name(), Ingress: s.Name(), Route: s.Name()}
+	p := parser.NewParser(parser.Options{})
+	for _, m := range s.Analysis.Metrics {
+		vars.Variables = m.TemplateVariables
+		if analysis.IsBuiltin(m.Name) || m.Query != "" {
+			q := m.Query
+			if analysis.IsBuiltin(m.Name) {
+				q = analysis.BuiltinQueries[m.Name]
+			}
+			vars.Interval = m.Interval
+			if vars.Interval == "" {
+				vars.Interval = analysis.DefaultMetricInterval
+			}
+			sh.add(p, q, vars, scrape)
+		}
+		if m.TemplateRef != nil {
+			vars.Interval = m.Interval
+			for _, t := range s.MetricTemplates {
+				if t.Metadata.Name == m.TemplateRef.Name {
+					sh.add(p, t.Spec.Query, vars, scrape)
+				}
+			}
+		}
+	}
+	return sh
+}
+
+// add reads one query.
+func (sh *shape) add(p parser.Parser, q string, vars analysis.TemplateVars, scrape time.Duration) {
+	text, err := analysis.Render(q, vars)
+	if err != nil {
+		sh.sparse, sh.all = false, true
+		return
+	}
+	sh.queries[metricstore.CollapseWhitespace(text)] = true
+	expr, err := p.ParseExpr(text)
+	if err != nil {
+		sh.sparse, sh.all = false, true
+		return
+	}
+	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
+		switch n := n.(type) {
+		case *parser.SubqueryExpr:
+			sh.sparse = false
+		case *parser.VectorSelector:
+			sh.selectors = append(sh.selectors, n.LabelMatchers)
+		case *parser.MatrixSelector:
+			win := n.Range
+			call, ok := parentCall(path)
+			if !ok || (call.Func.Name != "rate" && call.Func.Name != "increase") || win%scrape != 0 {
+				sh.sparse = false
+			}
+			sh.windows = append(sh.windows, win)
+		case *parser.Call:
+			if n.Func.Name == "info" {
+				sh.all = true // reads target_info without a selector
+			}
+		}
+		return nil
+	})
+}
+
+// parentCall is the innermost function call above a node.
+func parentCall(path []parser.Node) (*parser.Call, bool) {
+	for i := len(path) - 1; i >= 0; i-- {
+		switch p := path[i].(type) {
+		case *parser.Call:
+			return p, true
+		case *parser.ParenExpr:
+			continue
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
