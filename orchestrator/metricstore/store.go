@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -192,7 +193,7 @@ func makeWorkDir(parent string) (string, error) {
 // NewEngine returns a PromQL engine configured like a Prometheus server's
 // defaults (50M max samples, 2m timeout, @ modifier and negative offsets
 // on, 1m subquery step), for sharing between Stores through
-// Options.Engine.
+// Options.Engine. It keeps the queries it parsed (see cachedParser).
 func NewEngine(logger *slog.Logger) *promql.Engine {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -205,6 +206,7 @@ func NewEngine(logger *slog.Logger) *promql.Engine {
 		NoStepSubqueryIntervalFn: func(int64) int64 { return defaultSubqueryStep },
 		EnableAtModifier:         true,
 		EnableNegativeOffset:     true,
+		Parser:                   newCachedParser(parser.NewParser(parser.Options{})),
 	})
 }
 
