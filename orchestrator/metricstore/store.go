@@ -244,6 +244,33 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
+// Recycle empties the store for another use: every series and sample is
+// dropped, and samples before mint are refused from then on, as after
+// Open. It keeps what opening a store would allocate again (the head, its
+// buffers and lock stripes, the working directory), which costs more
+// than a short simulated run's samples. A TSDB head only moves forward in
+// time: mint must be after every sample the store held, so a caller that
+// needs the same timestamps again shifts them.
+func (s *Store) Recycle(mint time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	m := mint.UnixMilli()
+	if maxt := s.head.MaxTime(); m <= maxt {
+		return fmt.Errorf("metricstore: recycling at %s, not after the newest sample (%s)", mint.UTC().Format(time.RFC3339Nano), time.UnixMilli(maxt).UTC().Format(time.RFC3339Nano))
+	}
+	s.targetsMu.Lock()
+	clear(s.targets)
+	s.targetsMu.Unlock()
+	// Every series ends before m, so truncation drops them all.
+	if err := s.head.Truncate(m); err != nil {
+		return fmt.Errorf("metricstore: recycling the TSDB head: %w", err)
+	}
+	return nil
+}
+
 // Sample is one float sample for AppendSamples.
 type Sample struct {
 	Labels labels.Labels

@@ -42,7 +42,9 @@ type Options struct {
 	// ScrapeInterval is the simulated Prometheus' scrape interval
 	// (default 5s, as Flagger's own Prometheus).
 	ScrapeInterval time.Duration
-	// Engine is a PromQL engine shared by runs (default: one per Engine).
+	// Engine is the PromQL engine of the runs (default: one shared by
+	// every Engine given none); stores are recycled between runs of the
+	// same PromQL engine.
 	Engine *promql.Engine
 	// FullScrape writes every scrape even where sparse scraping would give
 	// the same results (see world.needed): to check that it does.
@@ -61,7 +63,7 @@ func New(opts Options) *Engine {
 		opts.ScrapeInterval = 5 * time.Second
 	}
 	if opts.Engine == nil {
-		opts.Engine = metricstore.NewEngine(nil)
+		opts.Engine = shared()
 	}
 	return &Engine{opts: opts}
 }
@@ -79,7 +81,7 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 	if err != nil {
 		return err
 	}
-	defer w.store.Close()
+	defer w.release()
 	m, err := analysis.New(analysis.Config{
 		Canary:    analysis.Canary{Name: s.Name(), Namespace: s.Namespace(), Analysis: &s.Analysis, SkipAnalysis: s.SkipAnalysis},
 		Templates: s.MetricTemplates, Version: s.Version(),
@@ -152,6 +154,7 @@ type world struct {
 	s       *scenario.Scenario
 	r       *rand.Rand
 	store   *metricstore.Store
+	pooled  pooled // the store, and where the run's time zero is in it
 	lt      *webhook.Loadtester
 	now     time.Time
 	rate    float64 // requests a second, scenario time
@@ -184,15 +187,16 @@ type world struct {
 }
 
 func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
-	store, err := metricstore.Open(metricstore.Options{Engine: opts.Engine})
+	sh := cachedShape(s, opts.ScrapeInterval)
+	ps, err := getStore(opts.Engine, !sh.absolute)
 	if err != nil {
 		return nil, fmt.Errorf("open the simulated Prometheus: %w", err)
 	}
-	w := &world{s: s, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), store: store,
-		lt: webhook.NewLoadtester(nil), primaryW: 100, ns: s.Namespace(), target: s.Name(),
+	w := &world{s: s, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), store: ps.store, pooled: ps,
+		lt: webhook.NewLoadtester(nil), primaryW: 100, ns: s.Namespace(), target: s.Name(), shape: sh,
 		mirrorWeight: s.Analysis.MirrorWeight, byCode: [2]map[int]*codeSeries{{}, {}}, tables: map[tableKey]*table{}, scrape0: opts.ScrapeInterval}
 	fail := func(err error) (*world, error) {
-		_ = store.Close()
+		_ = ps.store.Close()
 		return nil, err
 	}
 	if w.primary, err = s.Stable.Compile(); err != nil {
@@ -215,7 +219,6 @@ func newWorld(s *scenario.Scenario, seed uint64, opts Options) (*world, error) {
 	if s.Load.Users > 0 {
 		w.rate = closedRate(p, s.Load.Users, w.primary, w.r)
 	}
-	w.shape = queryShape(s, opts.ScrapeInterval)
 	w.sparse = w.shape.sparse && !opts.FullScrape
 	w.exact = w.shape.mayRead("istio_request_duration_milliseconds_sum", "canarylab_mock_request_duration_seconds_sum")
 	w.matched = 1
@@ -322,6 +325,14 @@ func (w *world) densify(t time.Time, interval time.Duration) {
 	}
 }
 
+// release gives the store back for the next run.
+func (w *world) release() {
+	putStore(w.pooled, w.now.Sub(epoch), !w.shape.absolute)
+}
+
+// at is where virtual time t is in the store.
+func (w *world) at(t time.Time) time.Time { return t.Add(w.pooled.base) }
+
 // scrape writes every series' value at t, as a scrape would.
 func (w *world) scrape(t time.Time) error {
 	for _, h := range w.hists {
@@ -329,7 +340,7 @@ func (w *world) scrape(t time.Time) error {
 	}
 	app := w.store.Appender()
 	for _, s := range w.all {
-		if err := app.Add(s.lbls, t, s.v); err != nil {
+		if err := app.Add(s.lbls, w.at(t), s.v); err != nil {
 			_ = app.Rollback()
 			return err
 		}
@@ -389,7 +400,7 @@ func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string)
 		// worse than none.
 		return 0, fmt.Errorf("sim: the query %q was not foreseen from the scenario (a bug in the sim engine)", q)
 	}
-	v, err := w.store.Query(ctx, q, w.now)
+	v, err := w.store.Query(ctx, q, w.at(w.now))
 	switch {
 	case errors.Is(err, metricstore.ErrNoValuesFound):
 		return 0, analysis.ErrNoValuesFound
@@ -400,7 +411,7 @@ func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string)
 }
 
 func (w *world) ProviderOnline(ctx context.Context, _ *analysis.MetricProvider) error {
-	_, err := w.store.Query(ctx, "vector(1)", w.now)
+	_, err := w.store.Query(ctx, "vector(1)", w.at(w.now))
 	return err
 }
 
