@@ -88,35 +88,81 @@ func (h *histogram) flush() {
 	}
 }
 
-// codeSeries returns workload wl's series for code, built on first use;
+// codeSeries returns workload wl's series for code, made on first use;
 // they are written from activate on.
 func (w *world) codeSeries(wl int, code int) *codeSeries {
 	if cs := w.byCode[wl][code]; cs != nil {
 		return cs
 	}
-	workload := w.target
+	cs := w.shape.codeSeries(w.ns, w.target, wl, code).clone()
+	w.byCode[wl][code] = cs
+	return cs
+}
+
+// codeKey names a codeSeries template.
+type codeKey struct {
+	ns, target string
+	wl, code   int
+}
+
+// codeSeries returns the template of a workload's series for a code:
+// their labels, which of them a query reads, the buckets' edges. Every
+// run of the scenario shares it, read-only, through clone: labelling
+// and matching two dozen series was a twentieth of a run.
+func (sh *shape) codeSeries(ns, target string, wl, code int) *codeSeries {
+	k := codeKey{ns, target, wl, code}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if cs := sh.codes[k]; cs != nil {
+		return cs
+	}
+	workload := target
 	if wl == primaryW {
 		workload += "-primary"
 	}
 	rc := strconv.Itoa(code)
-	base := []string{"reporter", "destination", "destination_workload", workload, "destination_workload_namespace", w.ns, "response_code", rc}
-	pod := w.target + "-5d8f7b9c46-q7w4z"
-	if workload != w.target {
-		pod = w.target + "-primary-7b9f5c6d48-x2k9p"
+	base := []string{"reporter", "destination", "destination_workload", workload, "destination_workload_namespace", ns, "response_code", rc}
+	pod := target + "-5d8f7b9c46-q7w4z"
+	if workload != target {
+		pod = target + "-primary-7b9f5c6d48-x2k9p"
 	}
-	mock := []string{"namespace", w.ns, "pod", pod, "route", "/*", "method", "GET", "code", rc}
+	mock := []string{"namespace", ns, "pod", pod, "route", "/*", "method", "GET", "code", rc}
 	cs := &codeSeries{
-		requests: w.newSeries(append([]string{"__name__", "istio_requests_total"}, base...)),
-		istio:    w.newHistogram("istio_request_duration_milliseconds", base, mesh.DurationBuckets(), msOf),
+		requests: sh.newSeries(append([]string{"__name__", "istio_requests_total"}, base...)),
+		istio:    sh.newHistogram("istio_request_duration_milliseconds", base, mesh.DurationBuckets(), msOf),
 	}
 	// The mock servers' own series only when a query may read them: they
 	// would double what a scrape writes.
-	if w.shape.mayRead(mockNames...) {
-		cs.mockRequests = w.newSeries(append([]string{"__name__", "canarylab_mock_requests_total"}, mock...))
-		cs.mock = w.newHistogram("canarylab_mock_request_duration_seconds", mock, mockserver.LatencyBuckets, secondsOf)
+	if sh.mayRead(mockNames...) {
+		cs.mockRequests = sh.newSeries(append([]string{"__name__", "canarylab_mock_requests_total"}, mock...))
+		cs.mock = sh.newHistogram("canarylab_mock_request_duration_seconds", mock, mockserver.LatencyBuckets, secondsOf)
 	}
-	w.byCode[wl][code] = cs
+	if sh.codes == nil {
+		sh.codes = map[codeKey]*codeSeries{}
+	}
+	sh.codes[k] = cs
 	return cs
+}
+
+// clone is a copy of the template cs with its own values; labels, read
+// flags and edges stay shared.
+func (cs *codeSeries) clone() *codeSeries {
+	c := &codeSeries{requests: cs.requests.clone(), istio: cs.istio.clone()}
+	if cs.mock != nil {
+		c.mockRequests, c.mock = cs.mockRequests.clone(), cs.mock.clone()
+	}
+	return c
+}
+
+func (s *series) clone() *series { return &series{lbls: s.lbls, read: s.read} }
+
+func (h *histogram) clone() *histogram {
+	c := &histogram{bounds: h.bounds, le: h.le, counts: make([]float64, len(h.counts)),
+		buckets: make([]*series, len(h.buckets)), count: h.count.clone(), sum: h.sum.clone()}
+	for i, b := range h.buckets {
+		c.buckets[i] = b.clone()
+	}
+	return c
 }
 
 var mockNames = []string{"canarylab_mock_requests_total", "canarylab_mock_request_duration_seconds_bucket",
@@ -154,20 +200,20 @@ func (w *world) activate(cs *codeSeries) {
 	w.fresh = w.fresh || len(w.all) > n
 }
 
-func (w *world) newSeries(kv []string) *series {
+func (sh *shape) newSeries(kv []string) *series {
 	l := labels.FromStrings(kv...)
-	return &series{lbls: l, read: w.shape.reads(l)}
+	return &series{lbls: l, read: sh.reads(l)}
 }
 
-func (w *world) newHistogram(name string, base []string, bounds []float64, conv func(int64) float64) *histogram {
+func (sh *shape) newHistogram(name string, base []string, bounds []float64, conv func(int64) float64) *histogram {
 	h := &histogram{bounds: bounds, counts: make([]float64, len(bounds)+1), le: make([]int64, len(bounds))}
 	for i, b := range bounds {
-		h.buckets = append(h.buckets, w.newSeries(append([]string{"__name__", name + "_bucket", "le", strconv.FormatFloat(b, 'g', -1, 64)}, base...)))
+		h.buckets = append(h.buckets, sh.newSeries(append([]string{"__name__", name + "_bucket", "le", strconv.FormatFloat(b, 'g', -1, 64)}, base...)))
 		h.le[i] = threshold(b, conv)
 	}
-	h.buckets = append(h.buckets, w.newSeries(append([]string{"__name__", name + "_bucket", "le", "+Inf"}, base...)))
-	h.count = w.newSeries(append([]string{"__name__", name + "_count"}, base...))
-	h.sum = w.newSeries(append([]string{"__name__", name + "_sum"}, base...))
+	h.buckets = append(h.buckets, sh.newSeries(append([]string{"__name__", name + "_bucket", "le", "+Inf"}, base...)))
+	h.count = sh.newSeries(append([]string{"__name__", name + "_count"}, base...))
+	h.sum = sh.newSeries(append([]string{"__name__", name + "_sum"}, base...))
 	return h
 }
 

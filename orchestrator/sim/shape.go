@@ -35,9 +35,14 @@ type shape struct {
 	// modifier, a subquery's steps aligned to the epoch), so the run must
 	// not be shifted in the store's time (see pool.go).
 	absolute bool
-	// queries are the rendered texts, whitespace collapsed as the store
-	// collapses them: the analysis must send no other.
+	// queries are the rendered texts, as rendered and with whitespace
+	// collapsed as the store collapses it: the analysis must send no
+	// other.
 	queries map[string]bool
+
+	// mu guards codes, the series templates the runs share.
+	mu    sync.Mutex
+	codes map[codeKey]*codeSeries
 }
 
 // reads reports whether some query can select the series l.
@@ -197,6 +202,7 @@ func (sh *shape) add(p parser.Parser, q string, vars analysis.TemplateVars, scra
 		sh.sparse, sh.all, sh.absolute = false, true, true
 		return
 	}
+	sh.queries[text] = true
 	sh.queries[metricstore.CollapseWhitespace(text)] = true
 	expr, err := p.ParseExpr(text)
 	if err != nil {
