@@ -164,3 +164,27 @@ func sameChecks(a, b report.Run) bool {
 	}
 	return true
 }
+
+// The pool stays bounded and keeps the newest engine's stores when older
+// engines (finished sweeps') fill it.
+func TestPoolKeepsNewestEngine(t *testing.T) {
+	for range poolSize() + 2 {
+		runSimOpts(t, "success", Options{Seed: 1, Engine: metricstore.NewEngine(nil)})
+	}
+	eng := metricstore.NewEngine(nil)
+	runSimOpts(t, "success", Options{Seed: 1, Engine: eng})
+	p, err := getStore(eng, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.base == 0 {
+		t.Error("the newest engine's store was not kept")
+	}
+	putStore(p, 0, true)
+	pool.Lock()
+	n := len(pool.free)
+	pool.Unlock()
+	if n > poolSize() {
+		t.Errorf("%d stores kept, at most %d wanted", n, poolSize())
+	}
+}

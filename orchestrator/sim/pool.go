@@ -57,23 +57,31 @@ func getStore(engine *promql.Engine, recycle bool) (pooled, error) {
 }
 
 // putStore empties p's store after a run whose last virtual time was end
-// and keeps it for another run, or closes it: when it must not be
-// recycled, when emptying it fails, or when enough are kept.
+// and keeps it for another run, or closes it when it must not be recycled
+// or emptying it fails. When enough are kept, the oldest is closed: it
+// may belong to a PromQL engine no longer used (a finished sweep's).
 func putStore(p pooled, end time.Duration, recycle bool) {
-	if recycle {
-		// The next run starts on a whole day after this one's end, so
-		// that its virtual times are those of this run, shifted by days.
-		const day = 24 * time.Hour
-		p.base += (end/day + 1) * day
-		if p.store.Recycle(epoch.Add(p.base)) == nil {
-			pool.Lock()
-			if len(pool.free) < poolSize() {
-				pool.free = append(pool.free, p)
-				pool.Unlock()
-				return
-			}
-			pool.Unlock()
-		}
+	if !recycle {
+		_ = p.store.Close()
+		return
 	}
-	_ = p.store.Close()
+	// The next run starts on a whole day after this one's end, so that
+	// its virtual times are those of this run, shifted by days.
+	const day = 24 * time.Hour
+	p.base += (end/day + 1) * day
+	if p.store.Recycle(epoch.Add(p.base)) != nil {
+		_ = p.store.Close()
+		return
+	}
+	pool.Lock()
+	var evicted *metricstore.Store
+	if len(pool.free) >= poolSize() {
+		evicted = pool.free[0].store
+		pool.free = append(pool.free[:0], pool.free[1:]...)
+	}
+	pool.free = append(pool.free, p)
+	pool.Unlock()
+	if evicted != nil {
+		_ = evicted.Close()
+	}
 }
