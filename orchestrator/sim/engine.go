@@ -1,9 +1,10 @@
 // Package sim is the virtual-time engine: no sockets, no waiting. Per
-// scrape interval it draws request outcomes from the stable and canary
-// behaviour models (the mock server's own types) for the load's rate and
-// the current weights, writes the Istio telemetry and the mock servers'
-// metrics they would have produced into an embedded Prometheus at virtual
-// timestamps, and evaluates the very same PromQL with Prometheus' engine;
+// scrape interval it draws the answers the stable and canary behaviour
+// models (the mock server's own types) give for the load's rate and the
+// current weights (as exact counts per class of answers, see traffic.go),
+// writes the Istio telemetry and the mock servers' metrics they would
+// have produced into an embedded Prometheus at virtual timestamps, and
+// evaluates the very same PromQL with Prometheus' engine;
 // orchestrator/analysis decides, as on the other engines. A run is
 // deterministic for its seed.
 package sim

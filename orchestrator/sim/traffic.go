@@ -181,7 +181,7 @@ func (c *cell) setMean(lambda float64) {
 	c.emu = math.Exp(-c.mu)
 }
 
-// trafficCells draws the answers of (from, from+d] by cells (see above).
+// trafficCells draws the answers of the next d by cells (see above).
 func (w *world) trafficCells(d time.Duration) {
 	lambda := w.rate * d.Seconds()
 	if lambda <= 0 {
@@ -257,8 +257,8 @@ func (w *world) count(c *cell, k int) {
 	}
 }
 
-// trafficEach draws the requests of (from, from+d] one by one, as the
-// mock server serves them: for runs whose queries may read a latency sum.
+// trafficEach draws the requests of the next d one by one, as the mock
+// server serves them: for runs whose queries may read a latency sum.
 func (w *world) trafficEach(d time.Duration) {
 	n := poisson(w.r, w.rate*d.Seconds(), math.NaN())
 	for range n {

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canarylab/canarylab/mockserver"
 	"github.com/canarylab/canarylab/mockserver/behavior"
+	"github.com/canarylab/canarylab/orchestrator/mesh"
 	"github.com/canarylab/canarylab/orchestrator/scenario"
 	"github.com/canarylab/canarylab/scenarios"
 )
@@ -172,4 +174,20 @@ func mustScenario(t *testing.T) *scenario.Scenario {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A bucket's edge is its last nanosecond, with the histogram's own
+// conversion: observe puts le in the bucket and le+1ns in the next.
+func TestThreshold(t *testing.T) {
+	for _, c := range []struct {
+		bounds []float64
+		conv   func(int64) float64
+	}{{mesh.DurationBuckets(), msOf}, {mockserver.LatencyBuckets, secondsOf}} {
+		for _, b := range c.bounds {
+			le := threshold(b, c.conv)
+			if c.conv(le) > b || c.conv(le+1) <= b {
+				t.Errorf("bound %v: edge %dns converts to %v, the next to %v", b, le, c.conv(le), c.conv(le+1))
+			}
+		}
+	}
 }
