@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+
+	"github.com/canarylab/canarylab/orchestrator/scenario"
 )
 
 //go:embed *.yaml
@@ -31,4 +33,17 @@ func Get(name string) ([]byte, error) {
 		return nil, fmt.Errorf("no ready scenario %q (there are %s)", name, strings.Join(Names(), ", "))
 	}
 	return data, nil
+}
+
+// Load returns a ready scenario, parsed and validated.
+func Load(name string) (*scenario.Scenario, error) {
+	data, err := Get(name)
+	if err != nil {
+		return nil, err
+	}
+	s, err := scenario.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("ready scenario %s: %w", name, err)
+	}
+	return s, nil
 }

@@ -139,13 +139,12 @@ func loadScenario(arg string) (*scenario.Scenario, string, error) {
 		}
 		return s, arg, nil
 	}
-	data, err := scenarios.Get(arg)
-	if err != nil {
+	if _, err := scenarios.Get(arg); err != nil {
 		return nil, "", usageError{fmt.Errorf("%s is neither a file nor a ready scenario: %w", arg, err)}
 	}
-	s, err := scenario.Parse(data)
+	s, err := scenarios.Load(arg)
 	if err != nil {
-		return nil, "", fmt.Errorf("ready scenario %s: %w", arg, err)
+		return nil, "", err
 	}
 	return s, "scenarios/" + arg + ".yaml", nil
 }

@@ -18,11 +18,7 @@ import (
 
 func ready(t *testing.T, name string) *scenario.Scenario {
 	t.Helper()
-	data, err := scenarios.Get(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scenario.Parse(data)
+	s, err := scenarios.Load(name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/canarylab/canarylab/internal/browsertest"
 	"github.com/canarylab/canarylab/orchestrator/report"
-	"github.com/canarylab/canarylab/orchestrator/scenario"
 	"github.com/canarylab/canarylab/orchestrator/sim"
 	"github.com/canarylab/canarylab/scenarios"
 )
@@ -19,11 +18,7 @@ import (
 // milliseconds.
 func simRun(t *testing.T, name string) report.Run {
 	t.Helper()
-	data, err := scenarios.Get(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scenario.Parse(data)
+	s, err := scenarios.Load(name)
 	if err != nil {
 		t.Fatal(err)
 	}

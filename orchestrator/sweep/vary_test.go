@@ -83,11 +83,7 @@ func TestParseVaryErrors(t *testing.T) {
 
 func ready(t testing.TB, name string) *scenario.Scenario {
 	t.Helper()
-	data, err := scenarios.Get(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scenario.Parse(data)
+	s, err := scenarios.Load(name)
 	if err != nil {
 		t.Fatal(err)
 	}
