@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -89,6 +90,11 @@ func New(opts Options) (*Engine, error) {
 	return &Engine{opts: opts}, nil
 }
 
+// lateScrape is the warning of a tick whose scrape was not stored within
+// a scrape interval (a busy machine): its queries read the scrapes before,
+// and a window of two scrape intervals then has no values.
+const lateScrape = "the scrape at the tick was not stored in time: the query reads the ones before"
+
 // minScrape is the shortest real scrape interval: faster scrapes cost CPU
 // and add nothing a query window can see.
 const minScrape = 50 * time.Millisecond
@@ -141,12 +147,18 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 		return time.Duration(float64(t.Sub(revision)) * speed)
 	}
 	defer func() { obs.Note(at(time.Now()), w.trafficSummary()) }()
-	ticker := time.NewTicker(real(interval))
+	// Ticks on the grid the scrapes are on (see grid); the first one, which
+	// initialises the canary and queries nothing, at once.
+	ticker := newGridTicker(w.grid.origin, real(interval))
 	defer ticker.Stop()
 	actions := s.Actions
 	var actionTimer <-chan time.Time
+	now := time.Now()
 	for tick := 0; ; tick++ {
-		now := time.Now()
+		if tick > 0 && !w.grid.wait(ctx, now, w.grid.scrape) {
+			w.log.Warn(lateScrape, "tick", tick, "at", now)
+		}
+		w.now = now
 		tk := m.Tick(ctx, now)
 		obs.Ticked(report.Tick{Tick: tk, At: at(now)})
 		if tk.Fatal != "" {
@@ -187,7 +199,7 @@ func (e *Engine) Run(ctx context.Context, s *scenario.Scenario, obs report.Obser
 				}
 				obs.Note(at(time.Now()), w.act(s, a))
 				continue
-			case <-ticker.C:
+			case now = <-ticker.C():
 			}
 			break
 		}
@@ -210,6 +222,12 @@ type world struct {
 
 	canaryProfile behavior.Profile
 	scaledUp      bool
+
+	// grid puts scrapes and ticks on one time grid; now is the current
+	// tick's grid time, at which its queries are evaluated (as the sim
+	// engine evaluates them at the tick's virtual time).
+	grid *grid
+	now  time.Time
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -260,11 +278,17 @@ func (e *Engine) start(ctx context.Context, s *scenario.Scenario) (w *world, err
 	}
 	w.primary, w.canary = primary, canary
 
+	// The router's draws take the seed as it is (0 is a seed like any
+	// other); Seed 0 means random here, as for the mock servers.
+	routerSeed := seed
+	if routerSeed == 0 {
+		routerSeed = rand.Uint64()
+	}
 	w.router, err = mesh.New(mesh.Config{
 		Namespace: ns, Service: target,
 		Primary: mesh.Backend{Workload: target + "-primary", URL: pRun.URL()},
 		Canary:  mesh.Backend{Workload: target, URL: cRun.URL()},
-		Match:   s.Analysis.Match, MirrorWeight: s.Analysis.MirrorWeight, Seed: seed, Logger: e.opts.Logger,
+		Match:   s.Analysis.Match, MirrorWeight: s.Analysis.MirrorWeight, Seed: routerSeed, Logger: e.opts.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start the router: %w", err)
@@ -301,11 +325,13 @@ func (e *Engine) start(ctx context.Context, s *scenario.Scenario) (w *world, err
 	// machine; a failed scrape would leave a gap no window can bridge, so
 	// the timeout stays a real-time one.
 	scrapeEvery := max(minScrape, time.Duration(float64(e.opts.ScrapeInterval)/e.opts.Speed))
-	sc := &metricstore.Scraper{Store: w.store, Timeout: 5 * time.Second, Interval: scrapeEvery, Targets: []metricstore.ScrapeTarget{
+	w.grid = newGrid(time.Now(), scrapeEvery)
+	sc := &metricstore.Scraper{Store: w.store, Timeout: 5 * time.Second, Interval: scrapeEvery, Clock: w.grid, Targets: []metricstore.ScrapeTarget{
 		{Job: "envoy-stats", URL: "http://" + metricsAddr + "/metrics", Labels: map[string]string{"namespace": ns}},
 		{Job: "mockserver", URL: pRun.AdminURL() + "/metrics", Labels: map[string]string{"namespace": ns, "pod": target + "-primary-7b9f5c6d48-x2k9p", "app": target + "-primary"}},
 		{Job: "mockserver", URL: cRun.AdminURL() + "/metrics", Labels: map[string]string{"namespace": ns, "pod": target + "-5d8f7b9c46-q7w4z", "app": target}},
 	}, OnScrape: func(r metricstore.ScrapeResult) {
+		w.grid.scraped(r.Time)
 		if r.Err != nil {
 			e.opts.Logger.Warn("scrape failed", "target", r.Target.URL, "err", r.Err)
 		}
@@ -472,10 +498,19 @@ func (w *world) Promote() error {
 func (w *world) ScaleToZero() error   { w.scaledUp = false; return nil }
 func (w *world) ScaleFromZero() error { w.scaledUp = true; return nil }
 
+// queryTime is the current tick's grid time (the analysis calls Query and
+// ProviderOnline from the tick, on the run's goroutine).
+func (w *world) queryTime() time.Time {
+	if w.now.IsZero() {
+		return time.Now()
+	}
+	return w.now
+}
+
 // Query evaluates on the embedded Prometheus whatever the provider's
 // address: every template here reads the same, embedded, metrics.
 func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string) (float64, error) {
-	v, err := w.store.Query(ctx, q, time.Now())
+	v, err := w.store.Query(ctx, q, w.queryTime())
 	switch {
 	case errors.Is(err, metricstore.ErrNoValuesFound):
 		return 0, analysis.ErrNoValuesFound
@@ -486,7 +521,7 @@ func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string)
 }
 
 func (w *world) ProviderOnline(ctx context.Context, _ *analysis.MetricProvider) error {
-	v, err := w.store.Query(ctx, "vector(1)", time.Now())
+	v, err := w.store.Query(ctx, "vector(1)", w.queryTime())
 	if err != nil {
 		return err
 	}
