@@ -36,11 +36,14 @@ test: ## unit and integration tests with the race detector, every ready scenario
 	$(MAKE) --no-print-directory test-e2e
 	$(MAKE) --no-print-directory e2e
 
-# The ready scenarios run time-scaled (30×) on the embedded engine; the race
-# detector slows the data path too much for that, so they run without it
+# The ready scenarios run time-scaled (30×) on the embedded engine, each
+# also on the sim engine for the same verdict; TestCalibration runs a
+# marginal scenario 90 to 180 times on the embedded engine (30×, three at a
+# time) against the sim engine's P(promote). The race detector slows the
+# data path too much for time-scaled runs, so these run without it
 # (TestEngineUnderRace covers the engine's concurrency with -race above).
-test-e2e: ## every ready scenario end to end on the embedded engine (about a minute)
-	$(GO) test -count=1 -timeout 10m -run 'TestReadyScenarios' ./orchestrator/local/
+test-e2e: ## every ready scenario end to end on the embedded engine and the sim engine (same verdicts), and the sim's calibration against the embedded engine (about three minutes)
+	$(GO) test -count=1 -timeout 10m -run 'TestReadyScenarios|TestCalibration' ./orchestrator/local/
 
 # The e2e module (e2e/, its own go.mod) runs a real control plane and the
 # real Flagger inside a private network namespace (needs root). Its tools are

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"github.com/canarylab/canarylab/loadgen/stats"
 	"github.com/canarylab/canarylab/orchestrator/report"
 	"github.com/canarylab/canarylab/orchestrator/scenario"
+	"github.com/canarylab/canarylab/orchestrator/sim"
 	"github.com/canarylab/canarylab/scenarios"
 )
 
@@ -23,7 +25,7 @@ import (
 // scenario. At 60× a busy machine starves the scrapes of a 1 s window.
 const testSpeed = 30
 
-func runReady(t *testing.T, name string) report.Run {
+func readyScenario(t *testing.T, name string) *scenario.Scenario {
 	t.Helper()
 	data, err := scenarios.Get(name)
 	if err != nil {
@@ -31,8 +33,14 @@ func runReady(t *testing.T, name string) report.Run {
 	}
 	s, err := scenario.Parse(data)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", name, err)
 	}
+	return s
+}
+
+func runReady(t *testing.T, name string) report.Run {
+	t.Helper()
+	s := readyScenario(t, name)
 	opts := Options{Speed: testSpeed, Seed: 7}
 	if os.Getenv("CANARYLAB_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -54,12 +62,50 @@ func runReady(t *testing.T, name string) report.Run {
 	return run
 }
 
+// simSeed seeds the sim engine's run of each ready scenario in
+// TestReadyScenarios. The ready scenarios are clear-cut (2,000 sim runs
+// of each end alike; custom-metric, failure-errors, failure-latency and
+// no-traffic roll back at their threshold), so any seed must give the
+// embedded engine's verdict.
+const simSeed = 42
+
+// runSim runs a ready scenario on the sim engine (virtual time, the
+// default 5s scrape interval as the embedded engine's).
+func runSim(t *testing.T, name string) report.Run {
+	t.Helper()
+	s := readyScenario(t, name)
+	rec := report.NewRecorder(s, "", sim.Name, 0, nil)
+	start := time.Now()
+	err := sim.New(sim.Options{Seed: simSeed}).Run(context.Background(), s, rec)
+	return rec.Finish(s, time.Since(start), err)
+}
+
+// sameVerdict says how the sim engine's verdict differs from the embedded
+// engine's: the outcome (the final phase), and for a rollback the failed
+// checks when it started; "" when they agree.
+func sameVerdict(local, simRun report.Run) string {
+	verdict := func(r report.Run) string {
+		if r.Outcome == string(scenario.Failed) {
+			return fmt.Sprintf("%s with %d failed checks", r.Outcome, r.FailedChecks)
+		}
+		if r.Error != "" {
+			return fmt.Sprintf("%s (%s)", r.Outcome, r.Error)
+		}
+		return r.Outcome
+	}
+	if l, s := verdict(local), verdict(simRun); l != s {
+		return fmt.Sprintf("the embedded engine ends %s, the sim engine (seed %d) %s", l, simSeed, s)
+	}
+	return ""
+}
+
 // TestReadyScenarios runs every ready scenario end to end at 30× real
 // time, three at a time,
 // and checks each one's expectations: outcome, events, weights, metric
-// values. `make test` runs it without the race detector (which slows the
-// data path too much for time-scaled runs); TestEngineUnderRace covers the
-// engine's concurrency with -race.
+// values; then runs it on the sim engine and checks that it reaches the
+// same verdict (a few milliseconds each). `make test` runs it without the
+// race detector (which slows the data path too much for time-scaled
+// runs); TestEngineUnderRace covers the engine's concurrency with -race.
 func TestReadyScenarios(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs every ready scenario end to end (about a minute); skipped with -short")
@@ -76,6 +122,9 @@ func TestReadyScenarios(t *testing.T) {
 			run := runReady(t, name)
 			if !run.Passed {
 				t.Errorf("%s: outcome %s, expectations not met", name, run.Outcome)
+			}
+			if diff := sameVerdict(run, runSim(t, name)); diff != "" {
+				t.Errorf("%s: %s", name, diff)
 			}
 		})
 	}
