@@ -637,3 +637,27 @@ func TestSuspend(t *testing.T) {
 		t.Errorf("events %q phase %s", got, tk.Status.Phase)
 	}
 }
+
+// Windows shrink with the speed, truncated to whole milliseconds so that a
+// scaled window never reaches a scrape the real one leaves out.
+func TestScaleWindow(t *testing.T) {
+	tests := []struct {
+		window string
+		speed  float64
+		want   string
+	}{
+		{"1m", 1, "1m"},
+		{"1m", 30, "2s"},
+		{"10s", 60, "166ms"}, // 166.67 ms: not 167, past the scrape at -166.67 ms
+		{"30s", 7, "4s285ms"},
+		{"1s", 5000, "1ms"}, // never an empty window
+		{"", 30, ""},
+		{"bogus", 30, "bogus"}, // left for Prometheus to reject
+	}
+	for _, tt := range tests {
+		m := &Machine{cfg: Config{Speed: tt.speed}}
+		if got := m.scaleWindow(tt.window); got != tt.want {
+			t.Errorf("scaleWindow(%q) at %g× = %q, want %q", tt.window, tt.speed, got, tt.want)
+		}
+	}
+}

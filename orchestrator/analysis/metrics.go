@@ -135,7 +135,11 @@ func (m *Machine) scaleWindow(w string) string {
 	if err != nil {
 		return w // Prometheus will say what is wrong with it
 	}
-	scaled := time.Duration(float64(d) / m.cfg.Speed).Round(time.Millisecond)
+	// Truncated, not rounded: PromQL windows are left-open, and a window
+	// rounded up past a scrape that the unscaled window just excludes (10s
+	// at 60× is 166.67 ms, two scrapes of 83.33 ms) would hold one sample
+	// more than Flagger's does.
+	scaled := time.Duration(float64(d) / m.cfg.Speed).Truncate(time.Millisecond)
 	return model.Duration(max(scaled, time.Millisecond)).String()
 }
 
