@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -74,13 +73,9 @@ func TestCalibration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the sim engine 10,000 times and the embedded engine 90 to 180 times (one to two minutes); skipped with -short")
 	}
-	data, err := os.ReadFile(calScenario)
+	s, err := scenario.LoadFile(calScenario)
 	if err != nil {
 		t.Fatal(err)
-	}
-	s, err := scenario.Parse(data)
-	if err != nil {
-		t.Fatalf("%s: %v", calScenario, err)
 	}
 	ctx := context.Background()
 	start := time.Now()

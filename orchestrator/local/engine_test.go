@@ -27,13 +27,9 @@ const testSpeed = 30
 
 func readyScenario(t *testing.T, name string) *scenario.Scenario {
 	t.Helper()
-	data, err := scenarios.Get(name)
+	s, err := scenarios.Load(name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	s, err := scenario.Parse(data)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
 	}
 	return s
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/canarylab/canarylab/orchestrator/analysis"
 	"github.com/canarylab/canarylab/orchestrator/metricstore"
 	"github.com/canarylab/canarylab/orchestrator/report"
-	"github.com/canarylab/canarylab/orchestrator/scenario"
 	"github.com/canarylab/canarylab/scenarios"
 )
 
@@ -22,11 +21,7 @@ func runSim(t *testing.T, name string, seed uint64) report.Run {
 
 func runSimOpts(t *testing.T, name string, opts Options) report.Run {
 	t.Helper()
-	data, err := scenarios.Get(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scenario.Parse(data)
+	s, err := scenarios.Load(name)
 	if err != nil {
 		t.Fatal(err)
 	}
