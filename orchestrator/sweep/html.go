@@ -197,6 +197,9 @@ type sweepView struct {
 	Headers          []string
 	TimedOut, Errors int
 	FirstError       string
+	// SharedHealthy: every vary is the canary's, so every point has the
+	// same healthy runs and the false-rollback lines are flat.
+	SharedHealthy bool
 }
 
 type pointRow struct {
@@ -207,7 +210,10 @@ type pointRow struct {
 
 func newSweepView(r *Result, opts HTMLOptions) sweepView {
 	l := planLayout(r)
-	v := sweepView{Result: r, Command: opts.Command}
+	v := sweepView{Result: r, Command: opts.Command, SharedHealthy: len(r.Varies) > 0}
+	for _, vr := range r.Varies {
+		v.SharedHealthy = v.SharedHealthy && strings.HasPrefix(vr.Path, "canary.")
+	}
 	if opts.Elapsed > 0 {
 		v.Elapsed = opts.Elapsed.Round(time.Millisecond).String()
 	}
@@ -364,7 +370,8 @@ how large a fault must be before the analysis catches it reliably; compare lines
 {{.Detection}}
 {{if .FalseRollback}}<h2>False rollbacks</h2>
 <p class="note">The same analysis with the canary behaving exactly as the stable version: every rollback here is a false
-alarm — the price of a stricter setting.</p>
+alarm — the price of a stricter setting.{{if .SharedHealthy}} Only the canary is varied here, so every point shares the
+same healthy runs and the lines are flat.{{end}}</p>
 {{.FalseRollback}}{{end}}
 <h2>Time to decision</h2>
 <p class="note">Scenario time from the new revision to the verdict. A circle's area is the share of the point's runs decided

@@ -97,6 +97,16 @@ func TestWriteHTML(t *testing.T) {
 	if n := strings.Count(page, `<svg class="chart"`); n != 4 {
 		t.Errorf("%d charts, want 4", n)
 	}
+	if strings.Contains(page, "every point shares") {
+		t.Error("analysis.threshold is varied too: the healthy runs are not all shared")
+	}
+	var only strings.Builder
+	if err := WriteHTML(&only, fakeResult(t, "canary.errors.rate=0:0.02:0.01"), HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(only.String(), "every point shares") {
+		t.Error("only the canary is varied: the page should say the healthy runs are shared")
+	}
 	if regexp.MustCompile(`(?i)<script|<link|src="http|href="http|<b>`).MatchString(page) {
 		t.Error("the page refers to something outside itself, or lets text in as markup")
 	}
