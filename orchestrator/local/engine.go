@@ -510,14 +510,7 @@ func (w *world) queryTime() time.Time {
 // Query evaluates on the embedded Prometheus whatever the provider's
 // address: every template here reads the same, embedded, metrics.
 func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string) (float64, error) {
-	v, err := w.store.Query(ctx, q, w.queryTime())
-	switch {
-	case errors.Is(err, metricstore.ErrNoValuesFound):
-		return 0, analysis.ErrNoValuesFound
-	case errors.Is(err, metricstore.ErrMultipleValues):
-		return 0, analysis.ErrMultipleValues
-	}
-	return v, err
+	return w.store.Query(ctx, q, w.queryTime())
 }
 
 func (w *world) ProviderOnline(ctx context.Context, _ *analysis.MetricProvider) error {

@@ -14,17 +14,22 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/canarylab/canarylab/orchestrator/analysis"
 )
 
 // ErrNoValuesFound is Flagger's providers.ErrNoValuesFound: the query
 // returned an empty vector or its last value is NaN (0/0 with no traffic,
 // histogram_quantile over empty buckets). Flagger halts advancement on it.
-var ErrNoValuesFound = errors.New("no values found")
+// It is the analysis' own error, so that engines pass Query's errors on
+// as they are.
+var ErrNoValuesFound = analysis.ErrNoValuesFound
 
 // ErrMultipleValues is Flagger's providers.ErrMultipleValuesReturned (v1.38
 // on): an instant query returned a range vector (matrix). Flagger v1.36.1
 // panics instead (see flagger-1.36-differences.md §6); emulators decide.
-var ErrMultipleValues = errors.New("query returned multiple values")
+// It is the analysis' own error too.
+var ErrMultipleValues = analysis.ErrMultipleValues
 
 // ErrNotVector is wrapped in the error Query returns for scalar and string
 // results, which Flagger fails to unmarshal.

@@ -401,14 +401,7 @@ func (w *world) Query(ctx context.Context, _ *analysis.MetricProvider, q string)
 		// worse than none.
 		return 0, fmt.Errorf("sim: the query %q was not foreseen from the scenario (a bug in the sim engine)", q)
 	}
-	v, err := w.store.Query(ctx, q, w.at(w.now))
-	switch {
-	case errors.Is(err, metricstore.ErrNoValuesFound):
-		return 0, analysis.ErrNoValuesFound
-	case errors.Is(err, metricstore.ErrMultipleValues):
-		return 0, analysis.ErrMultipleValues
-	}
-	return v, err
+	return w.store.Query(ctx, q, w.at(w.now))
 }
 
 // ProviderOnline is Flagger's vector(1) against the provider: the
