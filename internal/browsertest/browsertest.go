@@ -9,7 +9,6 @@ package browsertest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image"
 	"image/png"
 	"net/url"
@@ -181,6 +180,3 @@ func (p *Page) CheckCharts(t testing.TB, min int) {
 		t.Errorf("the screenshot has %d colours: the page did not render", n)
 	}
 }
-
-// String describes the page for failure messages.
-func (p *Page) String() string { return fmt.Sprintf("%q, %d charts", p.Title, len(p.Charts)) }
