@@ -6,7 +6,7 @@
 // A [Chart] has two linear axes and layers drawn in order: [Line] (also
 // as steps), [Band] (an interval around a line), [Dots] (sized and
 // titled points), [Region] (a shaded range of y, such as a threshold's
-// acceptable values), [Whiskers] and [Rule] (a labelled vertical or
+// acceptable values) and [Rule] (a labelled vertical or
 // horizontal line). Every point carries an SVG <title>, which browsers
 // show on hover.
 package chart
@@ -200,8 +200,6 @@ func legendKind(l Layer) string {
 		if len(l.Points) > 0 && l.Points[0].Hollow {
 			return "ring"
 		}
-		return "dot"
-	case Whiskers:
 		return "dot"
 	case Band, Region:
 		return "area"

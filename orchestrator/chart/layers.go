@@ -201,44 +201,6 @@ func (r Region) draw(w *strings.Builder, s *scale) {
 	}
 }
 
-// Whiskers draw an interval at each x: a vertical bar from Lo to Hi with
-// caps, and a dot at Y.
-type Whiskers struct {
-	Name      string
-	Color     string
-	X, Y      []float64
-	Lo, Hi    []float64
-	Titles    []string
-	CapPixels float64
-}
-
-func (k Whiskers) extent() (bounds, bool) {
-	var pts []XY
-	for i, x := range k.X {
-		pts = append(pts, XY{x, k.Lo[i]}, XY{x, k.Hi[i]}, XY{x, k.Y[i]})
-	}
-	return extentOf(pts)
-}
-
-func (k Whiskers) legend() (string, string, bool) { return k.Name, k.Color, false }
-
-func (k Whiskers) draw(w *strings.Builder, s *scale) {
-	c := k.CapPixels
-	if c == 0 {
-		c = 5
-	}
-	for i, xv := range k.X {
-		x, lo, hi, y := s.x(xv), s.y(k.Lo[i]), s.y(k.Hi[i]), s.y(k.Y[i])
-		fmt.Fprintf(w, `<g stroke="%s" stroke-width="1.5"><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f"/><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f"/><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f"/></g>`,
-			k.Color, x, x, lo, hi, x-c, x+c, lo, lo, x-c, x+c, hi, hi)
-		fmt.Fprintf(w, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s">`, x, y, k.Color)
-		if i < len(k.Titles) {
-			fmt.Fprintf(w, `<title>%s</title>`, html.EscapeString(k.Titles[i]))
-		}
-		w.WriteString(`</circle>`)
-	}
-}
-
 // Rule is a labelled line across the plot: vertical at X when Vertical
 // is set, else horizontal at Y.
 type Rule struct {
