@@ -155,6 +155,8 @@ func (s *Store) eval(ctx context.Context, query string, t time.Time) (parser.Val
 	if s.closed {
 		return nil, nil, ErrClosed
 	}
+	s.postings.RLock()
+	defer s.postings.RUnlock()
 	q, err := s.engine.NewInstantQuery(ctx, storage.QueryableFunc(s.querier), s.queryOpts, query, t)
 	if err != nil {
 		return nil, nil, constructionError(err)
@@ -183,6 +185,8 @@ func (s *Store) evalRange(ctx context.Context, query string, start, end time.Tim
 	if s.closed {
 		return nil, nil, ErrClosed
 	}
+	s.postings.RLock()
+	defer s.postings.RUnlock()
 	q, err := s.engine.NewRangeQuery(ctx, storage.QueryableFunc(s.querier), s.queryOpts, query, start, end, step)
 	if err != nil {
 		return nil, nil, constructionError(err)

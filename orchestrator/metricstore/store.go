@@ -107,6 +107,13 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// postings is held shared by queries and exclusively while an append
+	// may create a series: Prometheus' MemPostings repairs the order of a
+	// postings list in place when series are created out of ID order,
+	// under queriers that already iterate that list (a data race upstream,
+	// prometheus/prometheus#15317, that TestConcurrentUse hit under -race).
+	postings sync.RWMutex
+
 	targetsMu sync.Mutex
 	targets   map[targetKey]*targetState
 }
@@ -335,7 +342,10 @@ func (a *Appender) Add(lbls labels.Labels, t time.Time, v float64) error {
 	if lbls.IsEmpty() {
 		return errors.New("metricstore: appending a sample without labels")
 	}
-	if _, err := a.app.Append(0, lbls, t.UnixMilli(), v); err != nil {
+	a.s.postings.Lock()
+	_, err := a.app.Append(0, lbls, t.UnixMilli(), v)
+	a.s.postings.Unlock()
+	if err != nil {
 		return fmt.Errorf("metricstore: appending %s at %s: %w", lbls, t.UTC().Format(time.RFC3339Nano), err)
 	}
 	return nil
